@@ -3,7 +3,7 @@
 import functools
 import inspect
 import math
-from typing import Any, Protocol, TypeAlias, Union, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -28,12 +28,14 @@ class Initializer(Protocol):
     into one with [`klax.canonicalize_initializer`][].
     """
 
-    def __call__(self, key: Any, shape: Any, fan_in: int, dtype: Any = jnp.float_) -> Array:
+    def __call__(
+        self, key: Any, shape: Any, fan_in: int, dtype: Any = jnp.float_
+    ) -> Array:
         """Return an array of `shape` and `dtype` for a layer with `fan_in` inputs."""
         ...
 
 
-SupportedInitializer: TypeAlias = Union[Initializer, jax.nn.initializers.Initializer]
+SupportedInitializer: TypeAlias = Initializer | jax.nn.initializers.Initializer
 
 
 def canonicalize_initializer(init: SupportedInitializer) -> Initializer:
@@ -65,15 +67,23 @@ def canonicalize_initializer(init: SupportedInitializer) -> Initializer:
     if "fan_in" in signature.parameters:
         return init  # pyright: ignore[reportReturnType]
 
-    @functools.wraps(init)
     def wrapped(key, shape, fan_in, dtype=jnp.float_):
         del fan_in
         return init(key, shape, jax.dtypes.canonicalize_dtype(dtype))
 
+    # `functools.wraps` sets `__wrapped__`, through which `inspect.signature` would
+    # report the signature of `init` (without `fan_in`). Pin the klax signature so
+    # that canonicalizing again returns this function unchanged instead of
+    # wrapping it a second time (which would drop the requested dtype).
+    klax_signature = inspect.signature(wrapped)
+    wrapped = functools.wraps(init)(wrapped)
+    wrapped.__signature__ = klax_signature  # pyright: ignore[reportFunctionMemberAccess]
     return wrapped
 
 
-def hoedt_normal(in_axis: int = -2, dtype: Any = jnp.float_) -> jax.nn.initializers.Initializer:
+def hoedt_normal(
+    in_axis: int = -2, dtype: Any = jnp.float_
+) -> jax.nn.initializers.Initializer:
     """Log-normal initializer for weights constrained to be non-negative.
 
     With `n = shape[in_axis]` inputs, the samples `w = exp(mu + s * eps)`,
@@ -87,7 +97,9 @@ def hoedt_normal(in_axis: int = -2, dtype: Any = jnp.float_) -> jax.nn.initializ
         dtype: default dtype of the samples.
 
     Returns:
-        A JAX-style initializer `(key, shape, dtype=dtype) -> Array`.
+        A JAX-style initializer `(key, shape, dtype=dtype) -> Array`. It raises
+        `ValueError` if `shape` has no axis `in_axis`, and returns an empty array
+        when `shape[in_axis] == 0`.
 
     Example:
         >>> import jax
@@ -100,7 +112,15 @@ def hoedt_normal(in_axis: int = -2, dtype: Any = jnp.float_) -> jax.nn.initializ
     def init(key, shape, dtype=dtype):
         dtype = jax.dtypes.canonicalize_dtype(dtype)
         shape = tuple(shape)
+        if not -len(shape) <= in_axis < len(shape):
+            raise ValueError(
+                f"hoedt_normal(in_axis={in_axis}) needs a weight shape with an axis "
+                f"{in_axis} that counts the inputs, but got shape {shape}."
+            )
         n = shape[in_axis]
+        if n == 0:
+            # No inputs: the weight is empty, and the moments are undefined.
+            return jnp.zeros(shape, dtype)
         mean_sq = _MEAN_SQ_NUMERATOR / (n * (_FAN_IN_SHIFT + n))
         var = 1.0 / n
         log_second_moment = math.log(var + mean_sq)
@@ -131,6 +151,10 @@ def hoedt_bias() -> Initializer:
 
     def init(key, shape, fan_in, dtype=jnp.float_):
         del key
+        if fan_in < 0:
+            raise ValueError(
+                f"hoedt_bias needs a non-negative fan_in, but got fan_in={fan_in}."
+            )
         value = -math.sqrt(_BIAS_SQ_FACTOR * fan_in / (_FAN_IN_SHIFT + fan_in))
         return jnp.full(shape, value, dtype=jax.dtypes.canonicalize_dtype(dtype))
 

@@ -1,10 +1,10 @@
 """Wrappers that stand in for parameters: unwrappables and constraints.
 
-A wrapper replaces a node of a model (usually a parameter array). [`unwrap`][klax.unwrap]
-swaps every wrapper for the value it represents; this is differentiable and is
-done inside the loss. A [`Constraint`][klax.Constraint] also knows how to edit
-its stored parameter ([`apply`][klax.apply]), which the training step does after
-every optimizer update, e.g. to clamp weights at zero.
+A wrapper replaces a node of a model (usually a parameter array).
+[`unwrap`][klax.unwrap] swaps every wrapper for the value it represents; this is
+differentiable and is done inside the loss. A [`Constraint`][klax.Constraint]
+also knows how to edit its stored parameter ([`apply`][klax.apply]), which the
+training step does after every optimizer update, e.g. to clamp weights at zero.
 
 klax wrappers are `paramax.AbstractUnwrappable`s, so `paramax.unwrap` and
 `klax.unwrap` both resolve trees that mix klax and paramax wrappers.
@@ -12,14 +12,13 @@ klax wrappers are `paramax.AbstractUnwrappable`s, so `paramax.unwrap` and
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import paramax
 from jaxtyping import Array, PyTree
-from typing_extensions import Self
 
 T = TypeVar("T")
 
@@ -83,7 +82,9 @@ def unwrap(tree: PyTree) -> PyTree:
 
 def _map_children(wrapper: Any, fn: Callable[[Any], Any]) -> Any:
     """Map `fn` over the wrapper nodes (and other leaves) inside `wrapper`'s fields."""
-    return jax.tree.map(fn, wrapper, is_leaf=lambda x: x is not wrapper and _is_wrapper(x))
+    return jax.tree.map(
+        fn, wrapper, is_leaf=lambda x: x is not wrapper and _is_wrapper(x)
+    )
 
 
 class Parameterize(Unwrappable[T]):
@@ -130,8 +131,8 @@ class NonTrainable(Unwrappable[T]):
 def non_trainable(tree: PyTree) -> PyTree:
     """Wrap each inexact array and each constraint of `tree` in a `NonTrainable`.
 
-    Nodes that already are `NonTrainable` are left alone; other wrappers are
-    entered; non-floating leaves are unchanged.
+    Nodes that already are `NonTrainable` (klax's or paramax's) are left alone;
+    other wrappers are entered; non-floating leaves are unchanged.
 
     Example:
         >>> import jax.numpy as jnp
@@ -141,11 +142,13 @@ def non_trainable(tree: PyTree) -> PyTree:
         ('NonTrainable', 1)
     """
 
+    frozen = (NonTrainable, paramax.NonTrainable)
+
     def is_leaf(x):
-        return isinstance(x, (NonTrainable, Constraint)) or eqx.is_inexact_array(x)
+        return isinstance(x, (*frozen, Constraint)) or eqx.is_inexact_array(x)
 
     def wrap(x):
-        if isinstance(x, NonTrainable):
+        if isinstance(x, frozen):
             return x
         if isinstance(x, Constraint) or eqx.is_inexact_array(x):
             return NonTrainable(x)

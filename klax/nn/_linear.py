@@ -26,6 +26,12 @@ def _as_input(x: ArrayLike, size: Size, what: str) -> Array:
                 f"but has shape {jnp.shape(x)}. Use jax.vmap for batches."
             )
         return jnp.reshape(jnp.asarray(x), (1,))
+    shape = jnp.shape(x)
+    if len(shape) == 0 or shape[-1] != size:
+        raise ValueError(
+            f"{what} must have shape (..., {size}) because its size is {size}, "
+            f"but has shape {shape}."
+        )
     return jnp.asarray(x)
 
 
@@ -119,11 +125,16 @@ class Linear(eqx.Module):
         return _with_bias(y, self.bias, self.out_features)  # pyright: ignore[reportArgumentType]
 
 
-def _per_input(value: Any, n: int, name: str, is_single: Callable[[Any], bool]) -> tuple:
+def _per_input(
+    value: Any, n: int, name: str, is_single: Callable[[Any], bool]
+) -> tuple:
     if is_single(value):
         return (value,) * n
     if not isinstance(value, Sequence) or isinstance(value, str):
-        raise TypeError(f"{name} must be a single entry or a list/tuple of {n} entries.")
+        raise TypeError(
+            f"{name} must be a single entry or a list/tuple of {n} entries, "
+            f"but got {value!r}."
+        )
     if len(value) != n:
         raise ValueError(
             f"The length of the {name} is unequal to the length of in_features. "
@@ -206,7 +217,7 @@ class InputSplitLinear(eqx.Module):
         sizes = [size_as_int(s) for s in in_features]
         o = size_as_int(out_features)
         weights = []
-        for init, wrap, wkey, i in zip(inits, wraps, wkeys, sizes):
+        for init, wrap, wkey, i in zip(inits, wraps, wkeys, sizes, strict=True):
             weight = canonicalize_initializer(init)(wkey, (i, o), i, dtype)
             weights.append(weight if wrap is None else wrap(weight))
         self.weights = tuple(weights)
@@ -238,7 +249,9 @@ class InputSplitLinear(eqx.Module):
                 f"of inputs ({n})."
             )
         y = None
-        for k, (x, size, weight) in enumerate(zip(xs, self.in_features, self.weights)):
+        for k, (x, size, weight) in enumerate(
+            zip(xs, self.in_features, self.weights, strict=True)
+        ):
             term = _as_input(x, size, f"Input {k}") @ weight  # pyright: ignore[reportOperatorIssue]
             y = term if y is None else y + term
         return _with_bias(y, self.bias, self.out_features)  # pyright: ignore[reportArgumentType]

@@ -1,0 +1,394 @@
+"""Homogeneous load cases in principal stretches and their nominal stress.
+
+Direction 1 is loaded with the controlled stretch `λ = λ1`; direction 3 is the
+traction-free thickness direction. Three standard tests:
+
+| load case | `(λ1, λ2, λ3)` (incompressible) | traction-free |
+|---|---|---|
+| `"uniaxial"` | `(λ, λ^(-1/2), λ^(-1/2))` | 2 and 3 |
+| `"equibiaxial"` | `(λ, λ, λ^(-2))` | 3 |
+| `"pure_shear"` | `(λ, 1, λ^(-1))` | 3 |
+
+For incompressible materials the pressure is eliminated with `P33 = 0`
+([`nominal_stress_11`][klax.mechanics.nominal_stress_11], by automatic
+differentiation of any `W(F)`, and
+[`isotropic_nominal_stress_11`][klax.mechanics.isotropic_nominal_stress_11],
+the closed form for `W(I1, I2)`). For compressible materials the lateral
+stretch follows from a differentiable root find
+([`compressible_load_case`][klax.mechanics.compressible_load_case]).
+"""
+
+from collections.abc import Callable
+from typing import Literal, get_args
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optimistix as optx
+from jaxtyping import Array, ArrayLike, Float
+
+from ._stress import Potential
+
+
+LoadCase = Literal["uniaxial", "equibiaxial", "pure_shear"]
+LOAD_CASES: tuple[str, ...] = get_args(LoadCase)
+"""The names of the supported load cases."""
+
+
+def check_load_case(load_case: object, where: str) -> str:
+    """Raise a `ValueError` unless `load_case` is one of `LOAD_CASES`."""
+    if not isinstance(load_case, str) or load_case not in LOAD_CASES:
+        raise ValueError(
+            f"`{where}(load_case=...)` must be one of {', '.join(LOAD_CASES)}; got "
+            f"{load_case!r}."
+        )
+    return load_case
+
+
+def _stretch_array(stretch: ArrayLike, where: str) -> Array:
+    stretch = jnp.asarray(stretch)
+    if not jnp.issubdtype(stretch.dtype, jnp.inexact):
+        stretch = stretch.astype(jnp.result_type(float))
+    return eqx.error_if(
+        stretch,
+        stretch <= 0,
+        f"`{where}` needs positive stretches; got a stretch <= 0.",
+    )
+
+
+def uniaxial(stretch: ArrayLike) -> tuple[Array, Array, Array]:
+    """Principal stretches `(λ, λ^(-1/2), λ^(-1/2))` of incompressible uniaxial tension.
+
+    **Arguments:**
+
+    - `stretch`: the controlled stretch `λ > 0` (any shape).
+
+    **Returns:** the tuple `(λ1, λ2, λ3)`, each of the shape of `stretch`.
+
+    Example:
+        >>> from klax.mechanics import uniaxial
+        >>> [float(s) for s in uniaxial(4.0)]
+        [4.0, 0.5, 0.5]
+    """
+    lam = _stretch_array(stretch, "uniaxial")
+    lateral = 1.0 / jnp.sqrt(lam)
+    return lam, lateral, lateral
+
+
+def equibiaxial(stretch: ArrayLike) -> tuple[Array, Array, Array]:
+    """Principal stretches `(λ, λ, λ^(-2))` of incompressible equibiaxial tension.
+
+    **Arguments:**
+
+    - `stretch`: the controlled stretch `λ > 0` (any shape).
+
+    **Returns:** the tuple `(λ1, λ2, λ3)`, each of the shape of `stretch`.
+    """
+    lam = _stretch_array(stretch, "equibiaxial")
+    return lam, lam, 1.0 / (lam * lam)
+
+
+def pure_shear(stretch: ArrayLike) -> tuple[Array, Array, Array]:
+    """Principal stretches `(λ, 1, λ^(-1))` of incompressible pure shear.
+
+    Pure shear (planar tension) needs a lateral stress `P22 ≠ 0` to keep
+    `λ2 = 1`.
+
+    **Arguments:**
+
+    - `stretch`: the controlled stretch `λ > 0` (any shape).
+
+    **Returns:** the tuple `(λ1, λ2, λ3)`, each of the shape of `stretch`.
+    """
+    lam = _stretch_array(stretch, "pure_shear")
+    return lam, jnp.ones_like(lam), 1.0 / lam
+
+
+_STRETCHES: dict[str, Callable[[ArrayLike], tuple[Array, Array, Array]]] = {
+    "uniaxial": uniaxial,
+    "equibiaxial": equibiaxial,
+    "pure_shear": pure_shear,
+}
+
+
+def load_case_stretches(load_case: LoadCase, stretch: ArrayLike) -> tuple[Array, ...]:
+    """Principal stretches of an incompressible load case, selected by name.
+
+    **Arguments:**
+
+    - `load_case`: `"uniaxial"`, `"equibiaxial"` or `"pure_shear"`.
+    - `stretch`: the controlled stretch `λ > 0` (any shape).
+
+    **Returns:** the tuple `(λ1, λ2, λ3)`.
+    """
+    return _STRETCHES[check_load_case(load_case, "load_case_stretches")](stretch)
+
+
+def stretches_to_F(
+    stretch_1: ArrayLike, stretch_2: ArrayLike, stretch_3: ArrayLike
+) -> Float[Array, "3 3"]:
+    """The diagonal deformation gradient `diag(λ1, λ2, λ3)`.
+
+    **Arguments:**
+
+    - `stretch_1`, `stretch_2`, `stretch_3`: scalar principal stretches (use
+      `jax.vmap` for batches).
+
+    **Returns:** `F`, shape `(3, 3)`.
+
+    Example:
+        >>> from klax.mechanics import stretches_to_F, uniaxial
+        >>> stretches_to_F(*uniaxial(4.0)).diagonal()
+        Array([4. , 0.5, 0.5], dtype=float32)
+    """
+    parts = [jnp.asarray(s) for s in (stretch_1, stretch_2, stretch_3)]
+    if any(p.shape != () for p in parts):
+        raise ValueError(
+            "`stretches_to_F` expects three scalar stretches; got shapes "
+            f"{[p.shape for p in parts]}. Use jax.vmap for batches."
+        )
+    dtype = jnp.result_type(*parts, float)
+    return jnp.diag(jnp.stack([p.astype(dtype) for p in parts]))
+
+
+def _check_W(W: object, where: str) -> None:
+    if not callable(W):
+        raise TypeError(
+            f"`{where}` expects a potential W: a callable F -> scalar (or, for the "
+            f"closed form, (I1, I2) -> scalar); got {type(W).__name__}."
+        )
+
+
+def _incompressible_P11_P22(W: Potential, lam1, lam2, lam3):
+    F = jnp.diag(jnp.stack([lam1, lam2, lam3]))
+    G = jax.grad(lambda F: jnp.asarray(W(F)))(F)
+    # P = G - p F^{-T}; P33 = 0 fixes p = λ3 G33.
+    return G[0, 0] - lam3 / lam1 * G[2, 2], G[1, 1] - lam3 / lam2 * G[2, 2]
+
+
+def nominal_stress(
+    W: Potential, load_case: LoadCase, stretch: ArrayLike
+) -> tuple[Array, Array]:
+    """Nominal stresses `(P11, P22)` of an incompressible material (AD path).
+
+    For a diagonal `F` the first Piola–Kirchhoff stress is
+    $P_{ii} = G_{ii} - p/\\lambda_i$ with $G = \\partial W/\\partial F$ from
+    automatic differentiation. The traction-free condition `P33 = 0` gives
+    $p = \\lambda_3 G_{33}$, hence
+    $P_{11} = G_{11} - (\\lambda_3/\\lambda_1) G_{33}$ and
+    $P_{22} = G_{22} - (\\lambda_3/\\lambda_2) G_{33}$.
+    This works for any `W(F)`, including potentials of isochoric invariants
+    (their volumetric parts cancel).
+
+    **Arguments:**
+
+    - `W`: potential, callable `F -> scalar` for one `F` of shape `(3, 3)`.
+    - `load_case`: `"uniaxial"`, `"equibiaxial"` or `"pure_shear"`.
+    - `stretch`: controlled stretch `λ > 0`, any shape (evaluated point-wise).
+
+    **Returns:** `(P11, P22)`, each of the shape of `stretch`. In uniaxial
+    tension `P22 = 0`, in equibiaxial tension `P22 = P11` (isotropic `W`).
+    """
+    _check_W(W, "nominal_stress")
+    stretches = load_case_stretches(load_case, stretch)
+    fn = jnp.vectorize(lambda a, b, c: _incompressible_P11_P22(W, a, b, c))
+    return fn(*stretches)
+
+
+def nominal_stress_11(W: Potential, load_case: LoadCase, stretch: ArrayLike) -> Array:
+    """Nominal stress `P11` of an incompressible material (AD path).
+
+    See [`nominal_stress`][klax.mechanics.nominal_stress]; this returns its
+    first component.
+
+    **Arguments:**
+
+    - `W`: potential, callable `F -> scalar`.
+    - `load_case`: `"uniaxial"`, `"equibiaxial"` or `"pure_shear"`.
+    - `stretch`: controlled stretch `λ > 0`, any shape.
+
+    **Returns:** `P11`, the shape of `stretch`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from klax.mechanics import NeoHooke, nominal_stress_11
+        >>> nominal_stress_11(NeoHooke(1.0), "uniaxial", jnp.array([1.0, 2.0]))
+        Array([0.  , 1.75], dtype=float32)
+    """
+    return nominal_stress(W, load_case, stretch)[0]
+
+
+def isotropic_nominal_stress_11(
+    W_inv: Callable[[Array, Array], Array], load_case: LoadCase, stretch: ArrayLike
+) -> Array:
+    """Closed-form nominal stress `P11` of an incompressible isotropic `W(I1, I2)`.
+
+    With $W_k = \\partial W/\\partial I_k$ (by automatic differentiation of
+    `W_inv`),
+
+    $$P_{11} = 2 (\\lambda_1 - \\lambda_3^2/\\lambda_1)(W_1 + \\lambda_2^2 W_2),$$
+
+    i.e. $2(\\lambda - \\lambda^{-2})(W_1 + \\lambda^{-1} W_2)$ (uniaxial),
+    $2(\\lambda - \\lambda^{-5})(W_1 + \\lambda^2 W_2)$ (equibiaxial) and
+    $2(\\lambda - \\lambda^{-3})(W_1 + W_2)$ (pure shear). This only
+    differentiates with respect to two scalars, which makes it the fast path
+    for calibration; it agrees with
+    [`nominal_stress_11`][klax.mechanics.nominal_stress_11].
+
+    **Arguments:**
+
+    - `W_inv`: the energy as a function of `(I1, I2)` at `J = 1` (two scalars
+      to a scalar), e.g. `IncompressiblePANN.isotropic_energy`.
+    - `load_case`: `"uniaxial"`, `"equibiaxial"` or `"pure_shear"`.
+    - `stretch`: controlled stretch `λ > 0`, any shape.
+
+    **Returns:** `P11`, the shape of `stretch`.
+    """
+    _check_W(W_inv, "isotropic_nominal_stress_11")
+    l1, l2, l3 = load_case_stretches(load_case, stretch)
+
+    def point(a, b, c):
+        a2, b2, c2 = a * a, b * b, c * c
+        I1 = a2 + b2 + c2
+        I2 = a2 * b2 + b2 * c2 + a2 * c2
+        W1, W2 = jax.grad(lambda i1, i2: jnp.asarray(W_inv(i1, i2)), (0, 1))(I1, I2)
+        return 2.0 * (a - c2 / a) * (W1 + b2 * W2)
+
+    return jnp.vectorize(point)(l1, l2, l3)
+
+
+class CompressibleLoadCase(eqx.Module):
+    """Result of [`compressible_load_case`][klax.mechanics.compressible_load_case].
+
+    Fields (all with the shape of the controlled stretch): `stretches`, a
+    tuple `(λ1, λ2, λ3)` with the solved lateral stretch filled in; `P11`,
+    the nominal stress in the loading direction; `P22`, the lateral nominal
+    stress (zero in uniaxial tension); `J`, the volume ratio; and `converged`,
+    a boolean that is `False` where neither Newton nor bisection met the
+    tolerance.
+    """
+
+    stretches: tuple[Array, Array, Array]
+    P11: Array
+    P22: Array
+    J: Array
+    converged: Array
+
+
+def _diag_stress(W: Potential, stretches) -> Array:
+    F = jnp.diag(jnp.stack(stretches))
+    return jnp.diagonal(jax.grad(lambda F: jnp.asarray(W(F)))(F))
+
+
+def compressible_load_case(
+    W: Potential,
+    load_case: LoadCase,
+    stretch: ArrayLike,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 64,
+) -> CompressibleLoadCase:
+    """Solve a load case of a compressible material for the lateral stretch.
+
+    `P = ∂W/∂F` (no pressure). The free stretch `t` solves a scalar equation:
+
+    - uniaxial: `λ1 = λ`, `λ2 = λ3 = t`, `P22 = 0`;
+    - equibiaxial: `λ1 = λ2 = λ`, `λ3 = t`, `P33 = 0`;
+    - pure shear: `λ1 = λ`, `λ2 = 1`, `λ3 = t`, `P33 = 0`.
+
+    The unknown is `log t` (so `t > 0` always); the residual is divided by its
+    slope at the starting point, so that tolerances are in units of `log t`
+    whatever the stiffness of the material. Newton's method
+    (`optimistix.Newton`) starts from the incompressible stretch; where it
+    fails, bisection on `log t ∈ [-10, 10]` (`optimistix.Bisection`) takes
+    over. Derivatives with respect to `λ` and to parameters of `W` use
+    implicit differentiation (optimistix's default adjoint), not the iterations.
+
+    **Arguments:**
+
+    - `W`: potential, callable `F -> scalar`; may be an Equinox module with
+      parameters (gradients flow to them).
+    - `load_case`: `"uniaxial"`, `"equibiaxial"` or `"pure_shear"`.
+    - `stretch`: controlled stretch `λ > 0`, any shape.
+    - `rtol`, `atol`: tolerances of the root find in `log t`; default: the
+      square root of the machine epsilon of the stretch dtype (Newton's last
+      step then leaves an error near machine precision). (Keyword only.)
+    - `max_steps`: iteration limit of each solver. (Keyword only argument.)
+
+    **Returns:** a [`CompressibleLoadCase`][klax.mechanics.CompressibleLoadCase].
+    """
+    _check_W(W, "compressible_load_case")
+    check_load_case(load_case, "compressible_load_case")
+    lam = _stretch_array(stretch, "compressible_load_case")
+    dynamic, static = eqx.partition(W, eqx.is_array)
+
+    def stretches_of(lam, t):
+        one = jnp.ones_like(lam)
+        if load_case == "uniaxial":
+            return lam, t, t
+        if load_case == "equibiaxial":
+            return lam, lam, t
+        return lam, one, t
+
+    residual_index = 1 if load_case == "uniaxial" else 2
+
+    tol = float(jnp.sqrt(jnp.finfo(lam.dtype).eps))
+    rtol = tol if rtol is None else rtol
+    atol = tol if atol is None else atol
+
+    def lateral_stress(log_t, dynamic, lam):
+        potential = eqx.combine(dynamic, static)
+        stress = _diag_stress(potential, stretches_of(lam, jnp.exp(log_t)))
+        return stress[residual_index]
+
+    def residual(log_t, args):
+        dynamic, lam, scale = args
+        return lateral_stress(log_t, dynamic, lam) / scale
+
+    def point(dynamic, lam):
+        guess = jnp.log(load_case_stretches(load_case, lam)[2])
+        _, slope = jax.jvp(
+            lambda s: lateral_stress(s, jax.lax.stop_gradient(dynamic), lam),
+            (guess,),
+            (jnp.ones_like(guess),),
+        )
+        slope = jax.lax.stop_gradient(jnp.abs(slope))
+        scale = jnp.where(slope > 0, slope, 1.0)
+        newton = optx.root_find(
+            residual,
+            optx.Newton(rtol=rtol, atol=atol),
+            guess,
+            args=(dynamic, lam, scale),
+            max_steps=max_steps,
+            throw=False,
+        )
+        bisection = optx.root_find(
+            residual,
+            optx.Bisection(rtol=rtol, atol=atol, flip=False),
+            guess,
+            args=(dynamic, lam, scale),
+            options=dict(lower=-10.0, upper=10.0),
+            max_steps=max_steps,
+            throw=False,
+        )
+        newton_ok = newton.result == optx.RESULTS.successful
+        log_t = jnp.where(newton_ok, newton.value, bisection.value)
+        converged = newton_ok | (bisection.result == optx.RESULTS.successful)
+        stretches = stretches_of(lam, jnp.exp(log_t))
+        P = _diag_stress(eqx.combine(dynamic, static), stretches)
+        J = stretches[0] * stretches[1] * stretches[2]
+        return stretches, P[0], P[1], J, converged
+
+    flat = lam.reshape(-1)
+    stretches, P11, P22, J, converged = jax.vmap(point, in_axes=(None, 0))(
+        dynamic, flat
+    )
+    shape = lam.shape
+    return CompressibleLoadCase(
+        stretches=tuple(s.reshape(shape) for s in stretches),  # pyright: ignore[reportArgumentType]
+        P11=P11.reshape(shape),
+        P22=P22.reshape(shape),
+        J=J.reshape(shape),
+        converged=converged.reshape(shape),
+    )
