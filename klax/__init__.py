@@ -1,6 +1,12 @@
 """klax: physics-augmented machine learning for computational mechanics."""
 
 from . import nn as nn
+from ._callbacks import Callback as Callback
+from ._datahandler import (
+    Batcher as Batcher,
+    batch_data as batch_data,
+    split_data as split_data,
+)
 from ._initializers import (
     Initializer as Initializer,
     SupportedInitializer as SupportedInitializer,
@@ -8,11 +14,33 @@ from ._initializers import (
     hoedt_bias as hoedt_bias,
     hoedt_normal as hoedt_normal,
 )
+from ._logging import (
+    BatchMetric as BatchMetric,
+    History as History,
+    Metric as Metric,
+    MetricLogger as MetricLogger,
+    metric as metric,
+)
+from ._losses import (
+    Loss as Loss,
+    loss as loss,
+    mae as mae,
+    mse as mse,
+)
 from ._serialization import (
     text_deserialize_filter_spec as text_deserialize_filter_spec,
     text_serialize_filter_spec as text_serialize_filter_spec,
 )
 from ._tools import count_parameters as count_parameters
+from ._training import (
+    fit as fit,
+    make_step as make_step,
+    run_training_loop as run_training_loop,
+)
+from ._trainstate import (
+    TrainingContext as TrainingContext,
+    TrainingState as TrainingState,
+)
 from ._wrappers import (
     Constraint as Constraint,
     ContainsUnwrappablesError as ContainsUnwrappablesError,
@@ -30,6 +58,7 @@ from ._wrappers import (
     unwrap as unwrap,
 )
 
-# --- training (losses, data, state, callbacks, fit, logging): added by the training work ---
+# Training (_callbacks, _datahandler, _logging, _losses, _trainstate, _training)
+# is imported above, in isort order.
 
 __version__ = "0.1.0"

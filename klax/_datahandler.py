@@ -7,6 +7,7 @@ arrays (JAX or NumPy, see `eqx.is_array`) are ever batched; Python numbers,
 strings and other objects are passed through untouched.
 """
 
+import functools
 import operator
 import warnings
 from collections.abc import Generator, Sequence
@@ -18,7 +19,6 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import PRNGKeyArray, PyTree
-
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ def _check_axis(axis: Any) -> int | None:
         ) from None
 
 
-def broadcast_and_get_size(data: T, batch_axes: PyTree) -> tuple[PyTree, int]:
+def broadcast_and_get_size(data: PyTree, batch_axes: PyTree) -> tuple[PyTree, int]:
     """Broadcast `batch_axes` to the structure of `data` and find the data size.
 
     **Arguments:**
@@ -138,6 +138,14 @@ def _check_batch_size(batch_size: Any) -> int:
     return size
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _epoch_permutation(key: PRNGKeyArray, n: int) -> tuple[jax.Array, PRNGKeyArray]:
+    # One epoch of the key schedule, compiled once per (n, key kind).
+    perm = jr.permutation(key, jnp.arange(n))
+    (key,) = jr.split(key, 1)
+    return perm, key
+
+
 def _take(leaf: Any, indices: Any, axis: int) -> Any:
     if isinstance(leaf, np.ndarray | np.generic):
         return np.take(leaf, indices, axis=axis)
@@ -215,8 +223,7 @@ def batch_data(
         )
 
     while True:
-        perm = jr.permutation(key, jnp.arange(n))
-        (key,) = jr.split(key, 1)
+        perm, key = _epoch_permutation(key, n)
         perm = np.asarray(perm)
         start, end = 0, batch_size
         while end <= n:
@@ -266,38 +273,45 @@ def split_data(
         >>> train.shape, test.shape
         ((8,), (2,))
     """
-    try:
-        props = jnp.array(proportions, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            "`klax.split_data(proportions=...)` must be a 1D sequence of "
-            f"non-negative numbers; got {proportions!r}."
-        ) from err
-    if props.ndim != 1:
-        raise ValueError(
-            f"Proportions must be a 1D Sequence. Got an array of shape {props.shape}."
-        )
-    if props.size == 0:
-        raise ValueError("Proportions must contain at least one entry; got none.")
-    if not bool(jnp.all(jnp.isfinite(props))):
-        raise ValueError(f"Proportions must be finite; got {proportions!r}.")
-    if bool(jnp.any(props < 0)):
-        raise ValueError(f"Proportions must be non-negative. Got {proportions!r}.")
-    total = jnp.sum(props)
-    if not bool(total > 0):
-        raise ValueError(
-            f"Proportions must not all be zero (nothing to split by); got "
-            f"{proportions!r}."
-        )
-    props = props / total
+    # Proportions are concrete numbers: check them eagerly, also inside jit.
+    with jax.ensure_compile_time_eval():
+        try:
+            props = jnp.array(proportions, dtype=float)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                "`klax.split_data(proportions=...)` must be a 1D sequence of "
+                f"non-negative numbers; got {proportions!r}."
+            ) from err
+        if props.ndim != 1:
+            raise ValueError(
+                "Proportions must be a 1D Sequence. Got an array of shape "
+                f"{props.shape}."
+            )
+        if props.size == 0:
+            raise ValueError("Proportions must contain at least one entry; got none.")
+        if not bool(jnp.all(jnp.isfinite(props))):
+            raise ValueError(f"Proportions must be finite; got {proportions!r}.")
+        if bool(jnp.any(props < 0)):
+            raise ValueError(f"Proportions must be non-negative. Got {proportions!r}.")
+        total = jnp.sum(props)
+        if not bool(total > 0):
+            raise ValueError(
+                f"Proportions must not all be zero (nothing to split by); got "
+                f"{proportions!r}."
+            )
+        props = props / total
 
     full_axes, n = broadcast_and_get_size(data, batch_axes)
-    perm = jr.permutation(key, jnp.arange(n))
-    points = jnp.round(jnp.cumsum(props[:-1]) * n).astype(int)
-    sections = jnp.split(perm, [int(p) for p in np.asarray(points)])
+    perm, _ = _epoch_permutation(key, n)  # = jr.permutation(key, jnp.arange(n))
+    with jax.ensure_compile_time_eval():
+        points = jnp.round(jnp.cumsum(props[:-1]) * n).astype(int)
+        points = [int(p) for p in np.asarray(points)]
+    sections = jnp.split(perm, points)
     if any(section.size == 0 for section in sections):
         warnings.warn(
-            "Proportions result in one or more empty subsets.", UserWarning, stacklevel=2
+            "Proportions result in one or more empty subsets.",
+            UserWarning,
+            stacklevel=2,
         )
 
     def subset(section):

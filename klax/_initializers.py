@@ -81,6 +81,15 @@ def canonicalize_initializer(init: SupportedInitializer) -> Initializer:
     return wrapped
 
 
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _lognormal(key: Any, mu: float, sigma: float, shape: tuple, dtype: Any) -> Array:
+    # Jitted so that building a layer compiles one small program per weight shape
+    # instead of one per operation; `mu` and `sigma` are weakly typed scalars and
+    # never promote low-precision samples.
+    eps = jr.normal(key, shape, dtype)
+    return jnp.exp(mu + sigma * eps).astype(dtype)
+
+
 def hoedt_normal(
     in_axis: int = -2, dtype: Any = jnp.float_
 ) -> jax.nn.initializers.Initializer:
@@ -126,8 +135,7 @@ def hoedt_normal(
         log_second_moment = math.log(var + mean_sq)
         sigma = math.sqrt(log_second_moment - math.log(mean_sq))
         mu = math.log(mean_sq) - 0.5 * log_second_moment
-        eps = jr.normal(key, shape, dtype)
-        return jnp.exp(mu + sigma * eps).astype(dtype)
+        return _lognormal(key, mu, sigma, shape, dtype)
 
     return init
 

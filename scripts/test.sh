@@ -1,24 +1,107 @@
 #!/usr/bin/env bash
-# Everything CI checks, in order. Run through `make test` (which prepares .venv).
-set -euo pipefail
+# Everything CI checks. Run through `make test` (which prepares .venv).
+#
+# Stages: tests, doctests, public API check, ruff (lint + format), pyright,
+# every example in --quick mode, and the strict docs build. Every stage runs
+# even when an earlier one failed; the script exits non-zero at the end if any
+# stage failed, and lists which.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+LINT_PATHS=(klax tests benchmarks examples docs/hooks)
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+export NO_MKDOCS_2_WARNING=1  # silence mkdocs-material's banner
+
+FAILED=()
+
+stage() {
+  # stage NAME COMMAND...: run one stage, time it, record a failure.
+  local name=$1
+  shift
+  echo "== $name"
+  local start=$SECONDS
+  if "$@"; then
+    echo "-- $name: ok ($((SECONDS - start)) s)"
+  else
+    echo "-- $name: FAILED ($((SECONDS - start)) s)" >&2
+    FAILED+=("$name")
+  fi
+}
 
 run_pytest() {
   # pytest exits with 5 when it collected no tests: that is a failure here too.
-  set +e
   "$BIN/python" -m pytest "$@"
   local rc=$?
-  set -e
   if [ "$rc" -eq 5 ]; then echo "pytest collected no tests" >&2; return 1; fi
   return "$rc"
 }
 
-echo "== pytest"
-run_pytest -n 2 -q
-echo "== public API check"
-if [ -f ../shared/tools/api_check.py ]; then
-  "$BIN/python" ../shared/tools/api_check.py
-else
-  echo "(../shared/tools/api_check.py not present; skipped)"
+api_check() {
+  if [ -f ../shared/tools/api_check.py ]; then
+    "$BIN/python" ../shared/tools/api_check.py
+  else
+    echo "(../shared/tools/api_check.py not present; skipped)"
+  fi
+}
+
+doctests() {
+  # Every `Example:` block of the package, in float32 (x64 off) and with implicit
+  # rank promotion turned into an error, as in the test suite.
+  JAX_ENABLE_X64=0 JAX_NUMPY_RANK_PROMOTION=raise \
+    run_pytest --doctest-modules klax -q -p no:cacheprovider
+}
+
+ruff_lint() {
+  "$BIN/ruff" check "${LINT_PATHS[@]}"
+}
+
+ruff_format() {
+  "$BIN/ruff" format --check "${LINT_PATHS[@]}"
+}
+
+pyright_check() {
+  # Settings (type-checking level "basic", paths) are in pyrightconfig.json.
+  "$BIN/pyright" --project pyrightconfig.json
+}
+
+examples_quick() {
+  # Each example must run in --quick mode and write its figure <name>.png.
+  local rc=0 script name start
+  for script in examples/*.py; do
+    name=$(basename "$script" .py)
+    start=$SECONDS
+    if ! JAX_NUMPY_RANK_PROMOTION=raise \
+      "$BIN/python" "$script" --quick --out "$TMP/figures" >"$TMP/$name.log" 2>&1; then
+      echo "example $script failed; its output:" >&2
+      cat "$TMP/$name.log" >&2
+      rc=1
+    elif [ ! -s "$TMP/figures/$name.png" ]; then
+      echo "example $script did not write $name.png" >&2
+      rc=1
+    else
+      echo "$script: ok ($((SECONDS - start)) s)"
+    fi
+  done
+  return "$rc"
+}
+
+docs_build() {
+  # A broken cross-reference, link, snippet or an undocumented public name fails.
+  "$BIN/mkdocs" build --strict --site-dir "$TMP/site"
+}
+
+stage "pytest" run_pytest -n 2 -q
+stage "doctests" doctests
+stage "public API check" api_check
+stage "ruff check" ruff_lint
+stage "ruff format --check" ruff_format
+stage "pyright" pyright_check
+stage "examples (--quick)" examples_quick
+stage "docs (mkdocs build --strict)" docs_build
+
+if [ "${#FAILED[@]}" -gt 0 ]; then
+  echo "FAILED stages: ${FAILED[*]}" >&2
+  exit 1
 fi
+echo "all checks passed"

@@ -32,6 +32,11 @@ class Shifted(eqx.Module):
         return jax.nn.softplus(x) + self.bias
 
 
+def abstract(cls, *args, **kwargs):
+    """Build a module with shape-only leaves: structure checks without computing."""
+    return eqx.filter_eval_shape(cls, *args, **kwargs)
+
+
 def constant(value):
     return jax.nn.initializers.constant(value)
 
@@ -116,7 +121,8 @@ def call_picnn(x, model, p):
 @pytest.mark.parametrize("non_decreasing", [False, True])
 @pytest.mark.parametrize("use_passthrough", [False, True])
 def test_ficnn_layout(getkey, non_decreasing, use_passthrough):
-    model = FICNN(
+    model = abstract(
+        FICNN,
         X,
         OUT,
         [4, 5],
@@ -256,12 +262,14 @@ def test_ficnn_layer_call(getkey):
 
 
 def test_ficnn_flags_stored_as_passed(getkey):
-    model = FICNN(X, OUT, [], use_passthrough=False, use_final_bias=False, key=getkey())
+    model = abstract(
+        FICNN, X, OUT, [], use_passthrough=False, use_final_bias=False, key=getkey()
+    )
     assert model.use_passthrough is False
     assert model.use_final_bias is False
     assert model.width_sizes == ()
     assert len(model.layers) == 1
-    assert klax.finalize(model)(jnp.ones(X)).shape == (OUT,)
+    assert model.layers[0].linear_y.weight.shape == (X, OUT)
 
 
 # --- FICNN: properties --------------------------------------------------------------
@@ -326,7 +334,7 @@ def test_ficnn_learnable_activation_per_neuron(getkey):
     def loss(m):
         return klax.unwrap(m)(jnp.linspace(-1.0, 1.0, X))
 
-    grads = eqx.filter_grad(loss)(model)
+    grads = eqx.filter_jit(eqx.filter_grad(loss))(model)
     for layer, grad in zip(model.layers, grads.layers, strict=True):
         assert grad.activation_y.bias.shape == layer.activation_y.bias.shape
     # Copy j of the last hidden layer reaches the output only through weight j:
@@ -461,14 +469,14 @@ def test_picnn_fresh_does_not_depend_on_p(getkey):
     final = klax.finalize(model)
     x = jr.normal(getkey(), (X,))
     p1, p2 = jr.normal(getkey(), (2, P))
-    assert final(x, p1) == final(x, p2)
-    grad_p = jax.grad(final, argnums=1)(x, p1)
+    assert run(final, x, p1) == run(final, x, p2)
+    grad_p = jax.jit(jax.grad(final, argnums=1))(x, p1)
     np.testing.assert_array_equal(grad_p, 0.0)
 
     def loss(m):
         return (klax.unwrap(m)(x, p1) - 1.0) ** 2
 
-    grads = eqx.filter_grad(loss)(model)
+    grads = eqx.filter_jit(eqx.filter_grad(loss))(model)
     for k, layer in enumerate(grads.layers):
         assert jnp.any(layer.linear_yu.weight != 0), k
         assert jnp.any(layer.linear_yu.bias != 0), k
@@ -518,18 +526,26 @@ def test_picnn_properties_survive_perturbation(seed, noise):
 # --- shapes, batching, dtypes, transformations ----------------------------------------
 
 
+run = eqx.filter_jit(lambda model, *args: model(*args))
+
+
+def out_struct(model, *args):
+    """Shape and dtype of `model(*args)`, by tracing only (nothing compiles)."""
+    return jax.eval_shape(model, *args)
+
+
 def test_batched_inputs(getkey):
     ficnn = klax.finalize(FICNN(X, OUT, WIDTHS, key=getkey()))
     x = jr.normal(getkey(), (7, 10, X))
-    y = ficnn(x)
+    y = run(ficnn, x)
     assert y.shape == (7, 10, OUT)
-    np.testing.assert_allclose(y[3, 4], ficnn(x[3, 4]), rtol=1e-5)
+    np.testing.assert_allclose(y[3, 4], run(ficnn, x[3, 4]), rtol=1e-5)
 
     model = klax.finalize(picnn(getkey()))
     p = jr.normal(getkey(), (7, 10, P))
-    y = model(x, p)
+    y = run(model, x, p)
     assert y.shape == (7, 10, OUT)
-    np.testing.assert_allclose(y[3, 4], model(x[3, 4], p[3, 4]), rtol=1e-5)
+    np.testing.assert_allclose(y[3, 4], run(model, x[3, 4], p[3, 4]), rtol=1e-5)
 
 
 def test_learnable_activations_in_picnn_reach_each_copy(getkey):
@@ -541,7 +557,7 @@ def test_learnable_activations_in_picnn_reach_each_copy(getkey):
         interconnect_weight_init=jax.nn.initializers.normal(1.0), key=getkey(),
     )  # fmt: skip
     x, p = jr.normal(getkey(), (X,)), jr.normal(getkey(), (P,))
-    grads = eqx.filter_grad(lambda m: klax.unwrap(m)(x, p))(model)
+    grads = eqx.filter_jit(eqx.filter_grad(lambda m: klax.unwrap(m)(x, p)))(model)
     first, middle, last = grads.layers
     assert first.activation_y.bias.shape == (4,)
     assert first.activation_u.bias.shape == (4,)
@@ -556,13 +572,13 @@ def test_learnable_activations_in_picnn_reach_each_copy(getkey):
 
 def test_scalar_sizes(getkey):
     ficnn = klax.finalize(FICNN("scalar", "scalar", [4], key=getkey()))
-    assert ficnn(1.5).shape == ()
-    assert ficnn(1.5) == ficnn(jnp.array(1.5))
+    assert run(ficnn, 1.5) == run(ficnn, jnp.array(1.5))
+    assert run(ficnn, 1.5).shape == ()
     model = klax.finalize(PICNN("scalar", "scalar", "scalar", [(4, 5)], key=getkey()))
-    assert model(jnp.array(0.5), jnp.array(1.0)).shape == ()
-    assert model(0.5, 1.0) == model(jnp.array(0.5), jnp.array(1.0))
+    assert out_struct(model, jnp.array(0.5), jnp.array(1.0)).shape == ()
+    assert out_struct(model, 0.5, 1.0).shape == ()
     mixed = klax.finalize(PICNN("scalar", P, 3, [4], key=getkey()))
-    assert mixed(0.5, jnp.ones(P)).shape == (3,)
+    assert out_struct(mixed, 0.5, jnp.ones(P)).shape == (3,)
 
 
 def _transform_cases(key):
@@ -582,62 +598,71 @@ def _transform_cases(key):
     ]
 
 
+@eqx.filter_jit
+def transformed(call, model, x, p):
+    """`vmap` and a Python loop over a batch of 3, and the parameter gradient."""
+    batched = jax.vmap(call, in_axes=(None, 0, 0))(model, x, p)
+    looped = jnp.stack([call(model, x[i], p[i]) for i in range(3)])
+    grads = eqx.filter_grad(lambda m: jnp.sum(call(m, x[0], p[0]) ** 2))(model)
+    return batched, looped, grads
+
+
 @pytest.mark.parametrize("use_x64", [False, True], ids=["float32", "float64"])
 def test_jit_vmap_grad(getkey, use_x64):
     with jax.enable_x64(use_x64):
         dtype = jnp.float64 if use_x64 else jnp.float32
         for call, model, x_shape, p_shape in _transform_cases(getkey()):
-            assert jax.tree.leaves(model)[0].dtype == dtype
+            params = jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
+            assert all(leaf.dtype == dtype for leaf in params)
             x = jr.normal(getkey(), (3, *x_shape), dtype)
             p = jr.normal(getkey(), (3, *p_shape), dtype)
-            eager = jnp.stack([call(model, x[i], p[i]) for i in range(3)])
-            assert eager.dtype == dtype
-            jitted = eqx.filter_jit(jax.vmap(call, in_axes=(None, 0, 0)))(model, x, p)
-            np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)
-
-            def loss(m, x, p):
-                return jnp.sum(call(m, x, p) ** 2)
-
-            grads = eqx.filter_jit(eqx.filter_grad(loss))(model, x[0], p[0])
+            batched, looped, grads = transformed(call, model, x, p)
+            assert batched.dtype == looped.dtype == dtype
+            assert batched.shape == looped.shape
+            np.testing.assert_allclose(batched, looped, rtol=1e-5, atol=1e-6)
             leaves = jax.tree.leaves(grads)
             assert all(leaf.dtype == dtype for leaf in leaves)
             assert all(bool(jnp.isfinite(leaf).all()) for leaf in leaves)
             assert any(bool((leaf != 0).any()) for leaf in leaves)
+        if use_x64:
+            # The last case (vector PICNN): input gradient vs central differences.
+            v = jr.normal(getkey(), x_shape)
+
+            @jax.jit
+            def directional(x, p):
+                f = lambda x: jnp.sum(call(model, x, p))
+                eps = 1e-6  # error O(eps**2) plus round-off 1e-16 / eps
+                fd = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
+                return jax.grad(f)(x) @ v, fd
+
+            grad_v, fd = directional(x[0], p[0])
+            np.testing.assert_allclose(grad_v, fd, rtol=1e-7)
 
 
-def test_grad_matches_finite_differences_x64(getkey):
-    with jax.enable_x64(True):
-        model = klax.finalize(picnn(getkey()))
-        x, p = jr.normal(getkey(), (X,)), jr.normal(getkey(), (P,))
-        v = jr.normal(getkey(), (X,))
-
-        def f(x):
-            return jnp.sum(model(x, p))
-
-        eps = 1e-6  # central differences: error O(eps**2) plus round-off 1e-16/eps
-        fd = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
-        np.testing.assert_allclose(jax.grad(f)(x) @ v, fd, rtol=1e-7)
+def test_eager_equals_jit(getkey):
+    model = klax.finalize(picnn(getkey()))
+    x, p = jr.normal(getkey(), (X,)), jr.normal(getkey(), (P,))
+    np.testing.assert_allclose(model(x, p), run(model, x, p), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.float32])
 def test_dtype_preserved(getkey, dtype):
-    ficnn = klax.finalize(FICNN(X, OUT, WIDTHS, dtype=dtype, key=getkey()))
-    assert ficnn(jnp.ones((2, X), dtype)).dtype == dtype
-    model = klax.finalize(PICNN(X, P, OUT, WIDTHS, dtype=dtype, key=getkey()))
-    assert model(jnp.ones(X, dtype), jnp.ones(P, dtype)).dtype == dtype
+    def ficnn_out(key, x):
+        return klax.finalize(FICNN(X, OUT, WIDTHS, dtype=dtype, key=key))(x)
+
+    def picnn_out(key, x, p):
+        return klax.finalize(PICNN(X, P, OUT, WIDTHS, dtype=dtype, key=key))(x, p)
+
+    x, p = jnp.ones((2, X), dtype), jnp.ones((2, P), dtype)
+    assert jax.eval_shape(ficnn_out, getkey(), x).dtype == dtype
+    assert jax.eval_shape(picnn_out, getkey(), x, p).dtype == dtype
 
 
-def test_x64_default_dtype(x64, getkey):
-    model = FICNN(X, OUT, [4], key=getkey())
-    assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(model))
-    assert klax.finalize(model)(jnp.ones(X)).dtype == jnp.float64
-
-
-def test_legacy_key(getkey):
-    a = FICNN(X, OUT, [4], key=jr.PRNGKey(0))
-    b = PICNN(X, P, OUT, [4], key=jr.fold_in(jr.PRNGKey(0), 3))
-    assert klax.finalize(a)(jnp.ones(X)).shape == (OUT,)
-    assert klax.finalize(b)(jnp.ones(X), jnp.ones(P)).shape == (OUT,)
+def test_legacy_key():
+    a = abstract(FICNN, X, OUT, [4], key=jr.PRNGKey(0))
+    b = abstract(PICNN, X, P, OUT, [4], key=jr.fold_in(jr.PRNGKey(0), 3))
+    assert a.layers[0].linear_y.weight.shape == (X, 4)
+    assert b.layers[0].linear_y.weights[0].shape == (X, 4)
 
 
 # --- errors ---------------------------------------------------------------------------

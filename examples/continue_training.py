@@ -1,0 +1,85 @@
+"""Continuing a training run.
+
+A first call of `klax.fit` trains a convex network (FICNN) for a while; the
+model and its history (which holds the final optimizer state) are saved.
+Later they are loaded again, and a second call continues from where the first
+one stopped: `init_opt_state=history.final_opt_state` keeps Adam's moment
+estimates and step count, and `History.extend` appends the second history
+with its steps shifted, so the two runs read as one.
+
+Run: `python examples/continue_training.py [--quick] [--out DIR]`.
+"""
+
+# %%
+import argparse
+import pathlib
+import tempfile
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import optax
+from matplotlib.figure import Figure
+
+import klax
+
+FIGURES = pathlib.Path(__file__).resolve().parent.parent / "docs/examples/figures"
+
+
+# %%
+def make_model(key):
+    return klax.nn.FICNN(2, "scalar", [16, 16], key=key)
+
+
+def main(quick: bool, out: pathlib.Path) -> None:
+    steps = 40 if quick else 1500
+    key_data, key_model, key_fit1, key_fit2 = jr.split(jr.key(0), 4)
+    x = jr.uniform(key_data, (512, 2), minval=-1.0, maxval=1.0)
+    y = jnp.log(jnp.exp(2 * x[:, 0]) + jnp.exp(x[:, 1])) + jnp.sum(x**2, axis=-1)
+    train, valid = klax.split_data((x, y), (0.8, 0.2), key=key_data)
+    options = dict(
+        validation_data=valid,
+        steps=steps,
+        optimizer=optax.adam(3e-3),
+        log_every=max(steps // 30, 1),
+        verbose=0,
+    )
+
+    # %% First run; save the (unfinalized) model and the history.
+    with tempfile.TemporaryDirectory() as workdir:
+        model_file = pathlib.Path(workdir) / "model.eqx"
+        history_file = pathlib.Path(workdir) / "history.pkl"
+        model, history = klax.fit(make_model(key_model), train, key=key_fit1, **options)
+        eqx.tree_serialise_leaves(model_file, model)
+        history.save(history_file)
+
+        # %% Later: rebuild the skeleton, load parameters and history, go on.
+        model = eqx.tree_deserialise_leaves(model_file, make_model(jr.key(0)))
+        history = klax.History.load(history_file)
+    model, more = klax.fit(
+        model,
+        train,
+        init_opt_state=history.final_opt_state,
+        key=key_fit2,
+        **options,
+    )
+    history.extend(more)
+    print(f"total steps {history.total_steps}, time {history.total_time:.1f} s")
+    print(f"validation loss at the end: {history['validation_loss'][1][-1]:.3e}")
+
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    history.plot(ax=ax)
+    ax.axvline(steps, color="0.5", linestyle=":", label="resumed")
+    ax.set(xlabel="Step", yscale="log", title="Two runs, one history")
+    ax.legend()
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "continue_training.png", dpi=110)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few steps only")
+    parser.add_argument("--out", type=pathlib.Path, default=FIGURES)
+    args = parser.parse_args()
+    main(args.quick, args.out)

@@ -1,0 +1,477 @@
+"""The compiled training loop behind `make_step`, `run_training_loop` and `fit`.
+
+One update rule, `train_step`, is used everywhere. The host loop (`run_loop`)
+calls callbacks in Python and in between runs as many updates as possible in
+one compiled call (`_run_chunk`: a `lax.while_loop` with a dynamic trip count,
+so chunks of any length share one compilation). Batches come from a *feeder*:
+
+- `DeviceFeeder` reproduces `klax.batch_data` on the device: the same
+  permutations from the same key schedule, gathered along each leaf's batch
+  axis inside the loop (no host transfer per step).
+- `HostFeeder` drains any Python iterator of batches, stacks a chunk of them
+  and transfers them at once.
+
+Each compiled step also guards against non-finite values: if the loss or the
+updated parameters are not finite, the update is rejected and the chunk ends
+with a status code the host loop reports.
+"""
+
+import functools as ft
+import operator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+from jaxtyping import Array, Bool, Int, PRNGKeyArray, PyTree, Scalar
+
+from ._callbacks import step_period
+from ._datahandler import broadcast_and_get_size
+from ._losses import Loss
+from ._trainstate import TrainingContext, TrainingState
+from ._wrappers import apply
+
+# ---------------------------------------------------------------------------
+# The update rule
+
+
+def with_extra_args(
+    optimizer: optax.GradientTransformation,
+) -> optax.GradientTransformationExtraArgs:
+    """`optimizer` itself if it accepts extra arguments, else a wrapped copy."""
+    if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+        return optimizer
+    return optax.with_extra_args_support(optimizer)
+
+
+def train_step(
+    state: TrainingState,
+    batch: PyTree,
+    loss: Loss,
+    optimizer: optax.GradientTransformationExtraArgs,
+) -> tuple[TrainingState, Scalar]:
+    """One update: gradient, optimizer step, constraints. Returns the loss too.
+
+    The optimizer receives `value`, `grad` and `value_fn` as extra arguments
+    (for line searches and value-based methods such as `optax.lbfgs`,
+    `optax.polyak_sgd` or `optax.contrib.reduce_on_plateau`). Constraints are
+    applied to the updated model with `klax.apply`.
+    """
+    params, static = eqx.partition(state.model, eqx.is_inexact_array)
+    value, grad = loss.value_and_grad(state.model, batch, state.run_state)
+    value_fn = jax.tree_util.Partial(
+        loss.partitioned_value, static=static, batch=batch, run_state=state.run_state
+    )
+    updates, opt_state = optimizer.update(
+        grad, state.opt_state, params, value=value, grad=grad, value_fn=value_fn
+    )
+    model = apply(eqx.combine(optax.apply_updates(params, updates), static))
+    return TrainingState(model, opt_state, state.run_state, state.step + 1), value
+
+
+# Status codes of a chunk (why it ended early).
+OK, NONFINITE_LOSS, NONFINITE_PARAMS = 0, 1, 2
+STOP_REASONS = {
+    NONFINITE_LOSS: "non-finite loss",
+    NONFINITE_PARAMS: "non-finite parameters",
+}
+
+
+def _all_finite(tree: PyTree) -> Bool[Array, ""]:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return ft.reduce(operator.and_, leaves, jnp.array(True))
+
+
+# ---------------------------------------------------------------------------
+# Samplers: how a compiled chunk gets the batch of its i-th step
+
+
+class _DeviceBatchData(eqx.Module):
+    """`klax.batch_data`'s batch sequence, drawn inside compiled code.
+
+    Carry `(key, perm, position)`: `perm` is the current epoch's permutation,
+    `position` the number of its batches used, and `key` the key of the next
+    epoch. As in `batch_data`, an epoch draws `perm = jr.permutation(key,
+    jnp.arange(n))` and then advances `(key,) = jr.split(key, 1)`. With one
+    batch per epoch the carry is just `(key,)`.
+    """
+
+    treedef: Any = eqx.field(static=True)
+    axes: tuple[int | None, ...] = eqx.field(static=True)
+    n: int = eqx.field(static=True)
+    batch_size: int = eqx.field(static=True)
+
+    @property
+    def per_epoch(self) -> int:
+        return self.n // self.batch_size
+
+    def _new_epoch(self, key: PRNGKeyArray) -> tuple[PRNGKeyArray, Array]:
+        perm = jr.permutation(key, jnp.arange(self.n))
+        (key,) = jr.split(key, 1)
+        return key, perm
+
+    def init(self, key: PRNGKeyArray, offset: int) -> tuple[Any, ...]:
+        """The carry after `offset` batches have been drawn from `key`."""
+        epochs, position = divmod(offset, self.per_epoch)
+        key = _split_n_times(key, jnp.asarray(epochs))
+        if self.per_epoch == 1:
+            return (key,)
+        if position == 0:
+            # The permutation is drawn lazily at the first step of an epoch.
+            perm = jnp.zeros(self.n, dtype=jnp.arange(self.n).dtype)
+            return key, perm, jnp.asarray(self.per_epoch, dtype=jnp.int32)
+        key, perm = jax.jit(self._new_epoch)(key)
+        return key, perm, jnp.asarray(position, dtype=jnp.int32)
+
+    def draw(
+        self, carry: tuple[Any, ...], source: Sequence[Any], i: Int[Array, ""]
+    ) -> tuple[PyTree, tuple[Any, ...]]:
+        del i
+        if self.per_epoch == 1:
+            (key,) = carry
+            key, indices = self._new_epoch(key)
+            carry = (key,)
+            indices = indices[: self.batch_size]
+        else:
+            key, perm, position = carry
+            key, perm, position = jax.lax.cond(
+                position >= self.per_epoch,
+                lambda: (*self._new_epoch(key), jnp.zeros_like(position)),
+                lambda: (key, perm, position),
+            )
+            indices = jax.lax.dynamic_slice_in_dim(
+                perm, position * self.batch_size, self.batch_size
+            )
+            carry = (key, perm, position + 1)
+        leaves = [
+            x
+            if axis is None
+            else jnp.take(x, indices, axis=axis, mode="clip", unique_indices=True)
+            for x, axis in zip(source, self.axes, strict=True)
+        ]
+        return jax.tree.unflatten(self.treedef, leaves), carry
+
+
+class _Constant(eqx.Module):
+    """Every batch is the same pytree (nothing is batched)."""
+
+    def init(self) -> tuple[()]:
+        return ()
+
+    def draw(
+        self, carry: tuple[()], source: PyTree, i: Int[Array, ""]
+    ) -> tuple[PyTree, tuple[()]]:
+        del i
+        return source, carry
+
+
+class _Stacked(eqx.Module):
+    """Batches stacked along a new leading axis; step `i` takes entry `i`."""
+
+    def draw(
+        self, carry: tuple[()], source: PyTree, i: Int[Array, ""]
+    ) -> tuple[PyTree, tuple[()]]:
+        stacked, static = source
+        batch = jax.tree.map(
+            lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), stacked
+        )
+        return eqx.combine(batch, static), carry
+
+
+@jax.jit
+def _split_n_times(key: PRNGKeyArray, n: Int[Array, ""]) -> PRNGKeyArray:
+    return jax.lax.fori_loop(0, n, lambda _, k: jr.split(k, 1)[0], key)
+
+
+# ---------------------------------------------------------------------------
+# The compiled chunk
+
+
+@eqx.filter_jit(donate="all-except-first")
+def _run_chunk(
+    keep: tuple[list[Any], PyTree, Int[Array, ""]],
+    carry: Any,
+    state_treedef: Any,
+    sampler: Any,
+    loss: Loss,
+    optimizer: optax.GradientTransformationExtraArgs,
+) -> tuple[list[Any], Any, Int[Array, ""], Int[Array, ""]]:
+    """Run up to `num_steps` guarded updates; stop early at a non-finite one.
+
+    `keep = (state_leaves, source, num_steps)` is read only; the sampler
+    `carry` is donated. Returns the new state leaves and sampler carry, the
+    number of accepted updates and a status code (`OK`, `NONFINITE_LOSS`,
+    `NONFINITE_PARAMS`).
+    """
+    state_leaves, source, num_steps = keep
+    state = jax.tree.unflatten(state_treedef, state_leaves)
+    dynamic, static = eqx.partition(state, eqx.is_array)
+
+    def cond(loop):
+        i, status, _, _ = loop
+        return (i < num_steps) & (status == OK)
+
+    def body(loop):
+        i, _, dynamic, carry = loop
+        old = eqx.combine(dynamic, static)
+        batch, carry = sampler.draw(carry, source, i)
+        new, value = train_step(old, batch, loss, optimizer)
+        new_dynamic, new_static = eqx.partition(new, eqx.is_array)
+        if not eqx.tree_equal(new_static, static):
+            raise TypeError(
+                "A training step changed the non-array part of the training state "
+                "(e.g. the optimizer state holds Python numbers that the update "
+                "replaces). Only array leaves may change during training."
+            )
+        loss_ok = jnp.isfinite(value)
+        params_ok = _all_finite(eqx.filter(new.model, eqx.is_inexact_array))
+        ok = loss_ok & params_ok
+        dynamic = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_dynamic, dynamic)
+        status = jnp.where(
+            loss_ok, jnp.where(params_ok, OK, NONFINITE_PARAMS), NONFINITE_LOSS
+        ).astype(jnp.int32)
+        return i + ok.astype(i.dtype), status, dynamic, carry
+
+    init = (jnp.array(0, jnp.int32), jnp.array(OK, jnp.int32), dynamic, carry)
+    done, status, dynamic, carry = jax.lax.while_loop(cond, body, init)
+    state = eqx.combine(dynamic, static)
+    return jax.tree.leaves(state), carry, done, status
+
+
+# ---------------------------------------------------------------------------
+# Feeders: the host side of the samplers
+
+
+class DeviceFeeder:
+    """Runs chunks whose batches `klax.batch_data` would yield, drawn on device."""
+
+    def __init__(
+        self,
+        data: PyTree,
+        batch_size: int,
+        batch_axes: PyTree,
+        key: PRNGKeyArray,
+        offset: int,
+    ):
+        full_axes, n = broadcast_and_get_size(data, batch_axes)
+        batch_size = min(batch_size, n)
+        leaves, treedef = jax.tree.flatten(data)
+        axes = tuple(treedef.flatten_up_to(full_axes)) if data is not None else ()
+        self.exhausted = False
+        if all(axis is None for axis in axes):
+            self.sampler: Any = _Constant()
+            self.carry: Any = ()
+            self.source: Any = jax.tree.map(
+                lambda x: jnp.asarray(x) if eqx.is_array(x) else x, data
+            )
+            return
+        self.sampler = _DeviceBatchData(treedef, axes, n, batch_size)
+        self.carry = self.sampler.init(key, offset)
+        self.source = [jnp.asarray(x) if eqx.is_array(x) else x for x in leaves]
+
+    def run(
+        self,
+        state_leaves: list[Any],
+        state_treedef: Any,
+        num_steps: int,
+        loss: Loss,
+        optimizer: optax.GradientTransformationExtraArgs,
+    ) -> tuple[list[Any], int, int]:
+        keep = (state_leaves, self.source, jnp.asarray(num_steps, dtype=jnp.int32))
+        leaves, self.carry, done, status = _run_chunk(
+            keep, self.carry, state_treedef, self.sampler, loss, optimizer
+        )
+        done, status = jax.device_get((done, status))
+        return leaves, int(done), int(status)
+
+
+def _signature(batch: PyTree) -> Any:
+    """What must agree for batches to be stacked and share a compilation."""
+    leaves, treedef = jax.tree.flatten(batch)
+    return treedef, tuple(
+        (np.shape(x), np.result_type(x)) if eqx.is_array(x) else ("static", x)
+        for x in leaves
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def _stack(batches: list[PyTree], length: int) -> PyTree:
+    """Stack `batches` leafwise, padded to `length` by repeating the last one."""
+    batches = batches + [batches[-1]] * (length - len(batches))
+
+    def stack(*xs):
+        if all(isinstance(x, np.ndarray | np.generic) for x in xs):
+            return jnp.asarray(np.stack(xs))
+        return jnp.stack(xs)
+
+    arrays = [eqx.filter(b, eqx.is_array) for b in batches]
+    return jax.tree.map(stack, *arrays)
+
+
+# Upper bounds on one stacked chunk of host batches.
+_MAX_HOST_CHUNK = 1000
+_MAX_HOST_CHUNK_BYTES = 64 * 2**20
+
+
+class HostFeeder:
+    """Runs chunks of batches drawn from a Python iterator, in order.
+
+    Consecutive batches that agree in structure, shapes, dtypes and non-array
+    leaves are stacked (padded to a fixed length, so that every chunk reuses
+    one compilation) and transferred at once; a batch that differs starts the
+    next chunk.
+    """
+
+    def __init__(self, batches: Iterator[PyTree], chunk: int, offset: int = 0):
+        self.batches = batches
+        self.chunk = max(1, chunk)
+        self.exhausted = False
+        self.pending: list[tuple[PyTree]] = []
+        for _ in range(offset):
+            if self._next() is None:
+                break
+
+    def _next(self) -> tuple[PyTree] | None:
+        # Batches are wrapped in a 1-tuple: a batch may itself be None.
+        if self.pending:
+            return self.pending.pop()
+        try:
+            return (next(self.batches),)
+        except StopIteration:
+            self.exhausted = True
+            return None
+
+    def run(
+        self,
+        state_leaves: list[Any],
+        state_treedef: Any,
+        num_steps: int,
+        loss: Loss,
+        optimizer: optax.GradientTransformationExtraArgs,
+    ) -> tuple[list[Any], int, int]:
+        first = self._next()
+        if first is None:
+            return state_leaves, 0, OK
+        group = [first[0]]
+        signature = _signature(group[0])
+        length = min(self.chunk, max(1, _MAX_HOST_CHUNK_BYTES // _nbytes(group[0])))
+        while len(group) < min(num_steps, length):
+            item = self._next()
+            if item is None:
+                break
+            if not _same(_signature(item[0]), signature):
+                self.pending.append(item)
+                break
+            group.append(item[0])
+        stacked = _stack(group, length)
+        static = eqx.filter(group[0], eqx.is_array, inverse=True)
+        keep = (state_leaves, (stacked, static), jnp.asarray(len(group), jnp.int32))
+        leaves, _, done, status = _run_chunk(
+            keep, (), state_treedef, _Stacked(), loss, optimizer
+        )
+        done, status = jax.device_get((done, status))
+        return leaves, int(done), int(status)
+
+
+def _nbytes(batch: PyTree) -> int:
+    return max(
+        1,
+        sum(
+            int(np.prod(np.shape(x))) * np.result_type(x).itemsize
+            for x in jax.tree.leaves(batch)
+            if eqx.is_array(x)
+        ),
+    )
+
+
+def host_chunk(periods: Sequence[int | None], steps: int) -> int:
+    """The number of host batches to stack per chunk (at most the shortest period)."""
+    given = [p for p in periods if p is not None]
+    return max(1, min([*given, steps, _MAX_HOST_CHUNK]))
+
+
+# ---------------------------------------------------------------------------
+# The host loop
+
+
+def _next_stop(step: int, periods: Sequence[int | None], steps: int) -> int:
+    """The first step after `step` at which some callback must run (or `steps`)."""
+    stop = steps
+    for period in periods:
+        if period is not None:
+            stop = min(stop, (step // period + 1) * period)
+    return stop
+
+
+def run_loop(
+    context: TrainingContext,
+    callbacks: Sequence[Any],
+    make_feeder: Callable[[Sequence[int | None]], Any],
+) -> None:
+    """Run training as `klax.run_training_loop` specifies, fused between callbacks.
+
+    `make_feeder(periods)` builds the feeder once the callbacks' periods are
+    known. Sets `context.stop_step` / `context.stop_reason` when the guard
+    rejects an update.
+    """
+    periods = [step_period(callback) for callback in callbacks]
+    feeder = make_feeder(periods)
+    optimizer = with_extra_args(context.optimizer)
+    for callback in callbacks:
+        callback.on_training_start(context)
+    while True:
+        step = int(context.state.step)
+        if step >= context.steps:
+            break
+        target = _next_stop(step, periods, context.steps)
+        leaves, done, status = feeder.run(
+            context._state_leaves,
+            context._state_treedef,
+            target - step,
+            context.loss,
+            optimizer,
+        )
+        if done:
+            context.update_state(leaves)
+        if status != OK:
+            context.stop_step = step + done + 1
+            context.stop_reason = STOP_REASONS[status]
+            break
+        if done == 0:  # the batch iterator is exhausted
+            break
+        new_step = step + done
+        stop = False
+        for callback, period in zip(callbacks, periods, strict=True):
+            if period is not None and new_step % period == 0:
+                stop = bool(callback.on_training_step(context)) or stop
+        if stop or feeder.exhausted:
+            break
+    for callback in callbacks:
+        callback.on_training_end(context)
+
+
+def warn_stop(context: TrainingContext, stacklevel: int) -> None:
+    """Warn that the non-finite guard ended training early (if it did)."""
+    if context.stop_step is None:
+        return
+    k = context.stop_step
+    warnings.warn(
+        f"Training stopped at step {k} of {context.steps}: the update produced a "
+        f"{context.stop_reason}. It was rejected; the returned model and "
+        f"optimizer state are those after step {k - 1}, the last finite ones. "
+        "Lower the learning rate, check the data and the loss for NaN/inf, or "
+        "clip gradients (e.g. optax.clip_by_global_norm).",
+        RuntimeWarning,
+        stacklevel=stacklevel + 1,
+    )

@@ -1,0 +1,368 @@
+"""Training: one update step, the callback loop around it, and `fit`."""
+
+import operator
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import equinox as eqx
+import jax
+import jax.random as jr
+import optax
+from jaxtyping import PRNGKeyArray, PyTree
+
+from ._callbacks import Callback
+from ._datahandler import Batcher, _check_batch_size, batch_data
+from ._logging import BatchMetric, History, Metric, MetricLogger
+from ._loop import (
+    DeviceFeeder,
+    HostFeeder,
+    host_chunk,
+    run_loop,
+    train_step,
+    warn_stop,
+    with_extra_args,
+)
+from ._losses import Loss, mse
+from ._trainstate import TrainingContext
+from ._wrappers import apply
+
+TModel = TypeVar("TModel", bound=eqx.Module)
+
+
+@eqx.filter_jit
+def make_step(
+    state_leaves: list[Any],
+    state_treedef: Any,
+    batch: PyTree,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+) -> tuple[list[Any], Any]:
+    """One compiled training update on the flattened training state.
+
+    Computes the loss and its gradient, updates the parameters with the
+    optimizer (which receives `value`, `grad` and `value_fn` as extra
+    arguments, so line-search and value-based optimizers such as
+    `optax.lbfgs`, `optax.polyak_sgd` and `optax.contrib.reduce_on_plateau`
+    work), re-applies the model's constraints (`klax.apply`) and increments
+    the step. [`klax.fit`][] runs exactly this update, fused into a compiled
+    loop.
+
+    **Arguments:**
+
+    - `state_leaves`: the leaves of a [`klax.TrainingState`][], as from
+      `jax.tree.flatten(state)`.
+    - `state_treedef`: its tree definition.
+    - `batch`: the batch handed to the loss.
+    - `loss`: a [`klax.Loss`][].
+    - `optimizer`: an optax optimizer (wrapped with
+      `optax.with_extra_args_support` if it does not take extra arguments).
+
+    **Returns:**
+
+    `(new_leaves, treedef)`: the flattened updated state (a list, leaf by leaf
+    comparable with `state_leaves`) and its tree definition (equal to
+    `state_treedef`).
+    """
+    state = jax.tree.unflatten(state_treedef, state_leaves)
+    new_state, _ = train_step(state, batch, loss, with_extra_args(optimizer))
+    return jax.tree.flatten(new_state)
+
+
+def _check_callbacks(callbacks: Any) -> list[Any]:
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        missing = [
+            name
+            for name in ("on_training_start", "on_training_step", "on_training_end")
+            if not callable(getattr(callback, name, None))
+        ]
+        if missing:
+            raise TypeError(
+                f"Callbacks must be `klax.Callback` instances (or have its three "
+                f"methods); {callback!r} lacks {', '.join(missing)}."
+            )
+    return callbacks
+
+
+def run_training_loop(
+    context: TrainingContext, callbacks: Sequence[Callback]
+) -> TrainingContext:
+    """Train until `context.steps` updates are done, calling the callbacks.
+
+    1. `on_training_start(context)` of every callback, in order.
+    2. While the step is below `context.steps` and the batch generator yields:
+       one update with the next batch (the update of [`klax.make_step`][]),
+       then `on_training_step(context)` of every callback (all of them, even
+       after one requested a stop); stop if any returned a truthy value.
+    3. `on_training_end(context)` of every callback.
+
+    Changes callbacks make to `context.state` take effect for the following
+    updates.
+
+    The updates between two callback calls run as one compiled loop: batches
+    are drawn from `context.batch_generator` in order, stacked and transferred
+    together. Callbacks that do not override `on_training_step` are never
+    called per step, and one with an int attribute `call_every = k` only at
+    steps divisible by `k`, so only callbacks that need every step make the
+    loop return to Python after every update (see [`klax.Callback`][]).
+
+    If an update gives a non-finite loss or non-finite parameters, it is
+    rejected and training stops: the context keeps the state of the step
+    before, `context.stop_step` and `context.stop_reason` say what happened,
+    and a `RuntimeWarning` names the step.
+
+    **Arguments:**
+
+    - `context`: the [`klax.TrainingContext`][] to train.
+    - `callbacks`: a sequence of [`klax.Callback`][]s.
+
+    **Returns:**
+
+    The same `context` object, holding the final state.
+    """
+    callbacks = _check_callbacks(callbacks)
+    _check_count(context.steps, "steps", "klax.run_training_loop(context.steps=...)")
+    run_loop(
+        context,
+        callbacks,
+        lambda periods: HostFeeder(
+            context.batch_generator, host_chunk(periods, context.steps)
+        ),
+    )
+    warn_stop(context, stacklevel=2)
+    return context
+
+
+def _check_count(value: Any, name: str, where: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"`{where}` must be a non-negative int; got {value!r}.")
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"`{where}` must be a non-negative int; got {value!r} of type "
+            f"{type(value).__name__}."
+        ) from None
+    if count < 0:
+        raise ValueError(f"`{where}` must be non-negative; got {name}={count}.")
+    return count
+
+
+def _check_opt_state(optimizer: Any, params: PyTree, opt_state: PyTree) -> None:
+    expected = jax.eval_shape(optimizer.init, params)
+    want, got = jax.tree.structure(expected), jax.tree.structure(opt_state)
+    if want != got:
+        raise ValueError(
+            "`klax.fit(init_opt_state=...)` does not fit the optimizer and model: "
+            "its structure differs from `optimizer.init(params)`. Pass the "
+            "`final_opt_state` of a run with the same optimizer and model.\n"
+            f"Expected: {want}\nGot:      {got}"
+        )
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(opt_state), strict=True):
+        if eqx.is_array(b) and a.shape != jax.numpy.shape(b):
+            raise ValueError(
+                "`klax.fit(init_opt_state=...)` does not fit the model: an "
+                f"optimizer state array has shape {jax.numpy.shape(b)} where "
+                f"`optimizer.init(params)` gives {a.shape}."
+            )
+
+
+_DEFAULT_OPTIMIZER = optax.adam(1e-3)
+
+
+def fit(
+    model: TModel,
+    data: PyTree,
+    *,
+    batch_size: int = 32,
+    batch_axes: PyTree = 0,
+    run_state: Any = None,
+    validation_data: PyTree = None,
+    steps: int = 1000,
+    loss: Loss = mse,
+    optimizer: optax.GradientTransformation = _DEFAULT_OPTIMIZER,
+    init_opt_state: PyTree = None,
+    batcher: Batcher = batch_data,
+    make_logger: bool = True,
+    metrics: Sequence[Metric] | None = None,
+    log_every: int = 100,
+    verbose: int = 2,
+    callbacks: Sequence[Callback] | None = None,
+    batch_offset: int = 0,
+    key: PRNGKeyArray,
+) -> tuple[TModel, History | None]:
+    """Train `model` on `data` with an optax optimizer; returns model and history.
+
+    The updates between two points where Python code must run (the logger
+    every `log_every` steps, callbacks) are compiled into one loop, so a long
+    run costs little more than its arithmetic. The default batcher,
+    [`klax.batch_data`][], is reproduced on the device: the batches are
+    exactly those it would yield for the same key, in the same order. Any
+    other `batcher` is drained on the host, a chunk of batches at a time, in
+    order. Each update is the one of [`klax.make_step`][], constraints
+    included.
+
+    Procedure: the optimizer state is `optimizer.init` of the model's inexact
+    arrays (or `init_opt_state`); constraints are applied to the model
+    (`klax.apply`); `bkey, key = jr.split(key)` and the batches come from
+    `batcher(data, batch_size, batch_axes, key=bkey)`; the callbacks run in
+    the given order, followed by a [`klax.MetricLogger`][] (if `make_logger`)
+    that logs `"loss"` (a [`klax.BatchMetric`][] of `loss` on `data`, with
+    `bkey`), `"validation_loss"` (on `validation_data` with `4 * batch_size`,
+    if given) and `metrics` (a metric named like a default one replaces it).
+    Then [`klax.run_training_loop`][] semantics apply.
+
+    **Non-finite guard.** If an update gives a non-finite loss or non-finite
+    parameters, it is rejected and training stops: the returned model and
+    `history.final_opt_state` are those of the last finite step,
+    `history.stop_step` is the step of the rejected update and
+    `history.stop_reason` says why (both `None` after a normal run), and a
+    `RuntimeWarning` names the step.
+
+    **Resuming.** Training `N` steps and then `M` more with
+
+    ```python
+    model, hist = klax.fit(model, data, steps=N, key=key)
+    model, hist2 = klax.fit(model, data, steps=M, key=key,
+                            init_opt_state=hist.final_opt_state,
+                            batch_offset=hist.total_steps)
+    hist.extend(hist2)
+    ```
+
+    continues the same batch sequence (same `key`, skipping the batches
+    already used) and the same optimizer state, and gives the same
+    parameters as `N + M` uninterrupted steps (bit for bit on the same
+    device). Step numbers of the second run start at 0 again; `extend` shifts
+    them. The same `key` and data always give the same result.
+
+    **Arguments:**
+
+    - `model`: the model (an Equinox module; may contain wrappers and
+      constraints). It need not be finalized.
+    - `data`: the training data, a pytree of arrays (for the default loss a
+      pair `(x, y)`), or `None` if the loss needs no data.
+    - `batch_size`: samples per batch (at most the data size).
+    - `batch_axes`: the batch axis of the data's arrays, a prefix of `data`
+      with int or `None` leaves (see [`klax.batch_data`][]).
+    - `run_state`: passed to the loss as its third argument (may be `None`).
+    - `validation_data`: data for the logged `"validation_loss"`.
+    - `steps`: the number of updates (an int >= 0).
+    - `loss`: a [`klax.Loss`][]; defaults to [`klax.mse`][].
+    - `optimizer`: an optax optimizer; defaults to `optax.adam(1e-3)`.
+    - `init_opt_state`: the optimizer state to start from, e.g.
+      `history.final_opt_state` of an earlier run.
+    - `batcher`: a [`klax.Batcher`][]; defaults to [`klax.batch_data`][].
+    - `make_logger`: whether to log metrics into a [`klax.History`][]. With
+      False, `metrics`, `log_every` and `verbose` have no effect and the
+      returned history is `None`.
+    - `metrics`: more [`klax.Metric`][]s to log.
+    - `log_every`: log at every step divisible by this (and at step 0).
+    - `verbose`: 0 (silent), 1 (print a line per log) or 2 (a tqdm progress
+      bar).
+    - `callbacks`: [`klax.Callback`][]s, called in order before the logger.
+    - `batch_offset`: the number of batches of the sequence given by `key` to
+      skip before training; pass `history.total_steps` of the previous run to
+      resume exactly. (Keyword only argument.)
+    - `key`: a JAX PRNG key for the batches. (Keyword only argument.)
+
+    **Returns:**
+
+    `(model, history)`: the trained model (not finalized) and the
+    [`klax.History`][], or `(model, None)` with `make_logger=False`.
+
+    Example:
+        >>> import jax.numpy as jnp, jax.random as jr, optax
+        >>> import klax
+        >>> x = jnp.linspace(0.0, 1.0, 8)
+        >>> model = klax.nn.MLP("scalar", "scalar", [4], key=jr.key(0))
+        >>> model, history = klax.fit(
+        ...     model, (x, 2.0 * x), batch_size=8, steps=200, log_every=100,
+        ...     optimizer=optax.adam(1e-2), verbose=0, key=jr.key(1))
+        >>> history["loss"][0], history.total_steps
+        ([0, 100, 200], 200)
+    """
+    steps = _check_count(steps, "steps", "klax.fit(steps=...)")
+    batch_offset = _check_count(
+        batch_offset, "batch_offset", "klax.fit(batch_offset=...)"
+    )
+    if not isinstance(loss, Loss):
+        raise TypeError(
+            "`klax.fit(loss=...)` must be a `klax.Loss`, e.g. `klax.mse` or a "
+            f"function decorated with `@klax.loss`; got {loss!r}."
+        )
+    if not (
+        callable(getattr(optimizer, "init", None))
+        and callable(getattr(optimizer, "update", None))
+    ):
+        raise TypeError(
+            "`klax.fit(optimizer=...)` must be an optax optimizer (with `init` and "
+            f"`update`), e.g. `optax.adam(1e-3)`; got {optimizer!r}."
+        )
+    callbacks = _check_callbacks(callbacks)
+
+    params = eqx.filter(model, eqx.is_inexact_array)
+    if init_opt_state is None:
+        opt_state = optimizer.init(params)
+    else:
+        _check_opt_state(optimizer, params, init_opt_state)
+        opt_state = init_opt_state
+    model = apply(model)
+    bkey, key = jr.split(key)
+    batch_generator = batcher(data, batch_size, batch_axes, key=bkey)
+    context = TrainingContext(
+        model, optimizer, opt_state, batch_generator, run_state, loss, steps
+    )
+
+    logger = None
+    if make_logger:
+        default_metrics: list[Metric] = [
+            BatchMetric(
+                "loss",
+                loss,
+                data,
+                batcher,
+                batch_size,
+                batch_axes,
+                verbose=True,
+                key=bkey,
+            )
+        ]
+        if validation_data is not None:
+            default_metrics.append(
+                BatchMetric(
+                    "validation_loss",
+                    loss,
+                    validation_data,
+                    batcher,
+                    4 * batch_size,
+                    batch_axes,
+                    verbose=True,
+                    key=bkey,
+                )
+            )
+        logger = MetricLogger(log_every, [*default_metrics, *(metrics or [])], verbose)
+        callbacks.append(logger)
+
+    if batcher is batch_data:
+        # Validate now (batch_data itself would only fail at the first batch).
+        feeder = DeviceFeeder(
+            data, _check_batch_size(batch_size), batch_axes, bkey, batch_offset
+        )
+        run_loop(context, callbacks, lambda periods: feeder)
+    else:
+        run_loop(
+            context,
+            callbacks,
+            lambda periods: HostFeeder(
+                batch_generator, host_chunk(periods, steps), batch_offset
+            ),
+        )
+
+    if logger is None:
+        warn_stop(context, stacklevel=2)
+        return context.state.model, None
+    history = logger.history
+    history.stop_step = context.stop_step
+    history.stop_reason = context.stop_reason
+    warn_stop(context, stacklevel=2)
+    return context.state.model, history
