@@ -21,7 +21,6 @@ from matplotlib.figure import Figure
 
 import klax
 
-
 FIGURES = pathlib.Path(__file__).resolve().parent.parent / "docs/examples/figures"
 
 

@@ -4,7 +4,7 @@ A physics-augmented neural network (PANN) for an incompressible isotropic
 material: the strain-energy density is an input-convex network of the two
 polyconvex isochoric invariants,
 
-    W(F) = f(Ĩ1 - 3, Ĩ2 - 3^(3/2)) - f(0, 0),
+    W(F) = w [f(x(F)) - f(0)],   x = ((Ĩ1 - 3) / s1, (Ĩ2 - 3^(3/2)) / s2),
 
 with f convex and non-decreasing in both inputs (`klax.nn.FICNN` with
 `non_decreasing=True`), so W is polyconvex, objective, isotropic and zero in
@@ -35,6 +35,8 @@ jax.config.update("jax_enable_x64", True)  # calibrate in float64
 FIGURES = pathlib.Path(__file__).resolve().parent.parent / "docs/examples/figures"
 TRAIN = ("uniaxial", "equibiaxial")
 TEST = ("pure_shear",)
+S1, S2 = 10.0, 100.0  # scales of the shifted invariants
+ENERGY_SCALE = 0.1  # MPa
 
 
 # %% [markdown]
@@ -57,9 +59,13 @@ def load_treloar() -> dict[str, tuple[jax.Array, jax.Array]]:
 
 
 # %% [markdown]
-# The potential. Shifting the invariants so that the reference state maps to
-# zero, and subtracting f(0), keep convexity and monotonicity and make
-# W(I) = 0 hold exactly, at every training step.
+# The potential. The invariants are shifted so that the reference state maps
+# to x = 0 and divided by fixed scales s1, s2 so that the inputs of the network
+# are of order one over the measured range (Ĩ2 reaches several thousand in
+# equibiaxial tension); the output is multiplied by w = 0.1 MPa, the order of
+# the initial shear modulus. Positive scalings and shifts keep convexity and
+# monotonicity, and subtracting f(0) makes W(I) = 0 hold exactly, at every
+# training step.
 
 
 # %%
@@ -71,8 +77,8 @@ class IncompressiblePANN(eqx.Module):
 
     def __call__(self, F):
         I1, I2 = polyconvex_isochoric_invariants(F)
-        x = jnp.stack([I1 - 3.0, I2 - 3.0**1.5])
-        return self.icnn(x) - self.icnn(jnp.zeros_like(x))
+        x = jnp.stack([(I1 - 3.0) / S1, (I2 - 3.0**1.5) / S2])
+        return ENERGY_SCALE * (self.icnn(x) - self.icnn(jnp.zeros_like(x)))
 
 
 # %% [markdown]

@@ -3,7 +3,7 @@
 import functools
 import inspect
 import math
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -67,17 +67,19 @@ def canonicalize_initializer(init: SupportedInitializer) -> Initializer:
     if "fan_in" in signature.parameters:
         return init  # pyright: ignore[reportReturnType]
 
+    jax_init = cast(jax.nn.initializers.Initializer, init)
+
     def wrapped(key, shape, fan_in, dtype=jnp.float_):
         del fan_in
-        return init(key, shape, jax.dtypes.canonicalize_dtype(dtype))
+        return jax_init(key, shape, jax.dtypes.canonicalize_dtype(dtype))
 
     # `functools.wraps` sets `__wrapped__`, through which `inspect.signature` would
     # report the signature of `init` (without `fan_in`). Pin the klax signature so
     # that canonicalizing again returns this function unchanged instead of
     # wrapping it a second time (which would drop the requested dtype).
     klax_signature = inspect.signature(wrapped)
-    wrapped = functools.wraps(init)(wrapped)
-    wrapped.__signature__ = klax_signature  # pyright: ignore[reportFunctionMemberAccess]
+    wrapped = functools.wraps(jax_init)(wrapped)
+    wrapped.__signature__ = klax_signature  # pyright: ignore[reportAttributeAccessIssue]
     return wrapped
 
 
@@ -137,7 +139,7 @@ def hoedt_normal(
         mu = math.log(mean_sq) - 0.5 * log_second_moment
         return _lognormal(key, mu, sigma, shape, dtype)
 
-    return init
+    return init  # pyright: ignore[reportReturnType]  (no `out_sharding` argument)
 
 
 def hoedt_bias() -> Initializer:

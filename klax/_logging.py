@@ -410,8 +410,9 @@ class MetricLogger(Callback):
             bar = self.tqdm_bar
             if bar is None:
                 bar = self._make_bar(context)
-            bar.set_postfix_str(", ".join(parts))
+            bar.set_postfix_str(", ".join(parts), refresh=False)
             self._advance_bar(step)
+            bar.refresh()  # show the new postfix with the new step count
         return None
 
     def on_training_end(self, context: Any) -> None:

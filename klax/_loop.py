@@ -88,99 +88,28 @@ def _all_finite(tree: PyTree) -> Bool[Array, ""]:
 
 
 # ---------------------------------------------------------------------------
-# Samplers: how a compiled chunk gets the batch of its i-th step
+# Samplers: how a compiled chunk gets the batch of its i-th step. A sampler is
+# static configuration (an Equinox module without arrays); the arrays it reads
+# come in as the chunk's `source`.
 
 
-class _DeviceBatchData(eqx.Module):
-    """`klax.batch_data`'s batch sequence, drawn inside compiled code.
+@ft.partial(jax.jit, static_argnums=(1, 2))
+def _permutation_table(
+    key: PRNGKeyArray, n: int, epochs: int
+) -> tuple[Int[Array, "epochs n"], PRNGKeyArray]:
+    """The permutations of `epochs` consecutive epochs of `klax.batch_data`.
 
-    Carry `(key, perm, position)`: `perm` is the current epoch's permutation,
-    `position` the number of its batches used, and `key` the key of the next
-    epoch. As in `batch_data`, an epoch draws `perm = jr.permutation(key,
-    jnp.arange(n))` and then advances `(key,) = jr.split(key, 1)`. With one
-    batch per epoch the carry is just `(key,)`.
+    Row `e` is `jr.permutation(k_e, jnp.arange(n))` for the key schedule
+    `k_0 = key`, `(k_{e+1},) = jr.split(k_e, 1)`; also returns `k_epochs`.
     """
 
-    treedef: Any = eqx.field(static=True)
-    axes: tuple[int | None, ...] = eqx.field(static=True)
-    n: int = eqx.field(static=True)
-    batch_size: int = eqx.field(static=True)
+    def advance(k, _):
+        (next_k,) = jr.split(k, 1)
+        return next_k, k
 
-    @property
-    def per_epoch(self) -> int:
-        return self.n // self.batch_size
-
-    def _new_epoch(self, key: PRNGKeyArray) -> tuple[PRNGKeyArray, Array]:
-        perm = jr.permutation(key, jnp.arange(self.n))
-        (key,) = jr.split(key, 1)
-        return key, perm
-
-    def init(self, key: PRNGKeyArray, offset: int) -> tuple[Any, ...]:
-        """The carry after `offset` batches have been drawn from `key`."""
-        epochs, position = divmod(offset, self.per_epoch)
-        key = _split_n_times(key, jnp.asarray(epochs))
-        if self.per_epoch == 1:
-            return (key,)
-        if position == 0:
-            # The permutation is drawn lazily at the first step of an epoch.
-            perm = jnp.zeros(self.n, dtype=jnp.arange(self.n).dtype)
-            return key, perm, jnp.asarray(self.per_epoch, dtype=jnp.int32)
-        key, perm = jax.jit(self._new_epoch)(key)
-        return key, perm, jnp.asarray(position, dtype=jnp.int32)
-
-    def draw(
-        self, carry: tuple[Any, ...], source: Sequence[Any], i: Int[Array, ""]
-    ) -> tuple[PyTree, tuple[Any, ...]]:
-        del i
-        if self.per_epoch == 1:
-            (key,) = carry
-            key, indices = self._new_epoch(key)
-            carry = (key,)
-            indices = indices[: self.batch_size]
-        else:
-            key, perm, position = carry
-            key, perm, position = jax.lax.cond(
-                position >= self.per_epoch,
-                lambda: (*self._new_epoch(key), jnp.zeros_like(position)),
-                lambda: (key, perm, position),
-            )
-            indices = jax.lax.dynamic_slice_in_dim(
-                perm, position * self.batch_size, self.batch_size
-            )
-            carry = (key, perm, position + 1)
-        leaves = [
-            x
-            if axis is None
-            else jnp.take(x, indices, axis=axis, mode="clip", unique_indices=True)
-            for x, axis in zip(source, self.axes, strict=True)
-        ]
-        return jax.tree.unflatten(self.treedef, leaves), carry
-
-
-class _Constant(eqx.Module):
-    """Every batch is the same pytree (nothing is batched)."""
-
-    def init(self) -> tuple[()]:
-        return ()
-
-    def draw(
-        self, carry: tuple[()], source: PyTree, i: Int[Array, ""]
-    ) -> tuple[PyTree, tuple[()]]:
-        del i
-        return source, carry
-
-
-class _Stacked(eqx.Module):
-    """Batches stacked along a new leading axis; step `i` takes entry `i`."""
-
-    def draw(
-        self, carry: tuple[()], source: PyTree, i: Int[Array, ""]
-    ) -> tuple[PyTree, tuple[()]]:
-        stacked, static = source
-        batch = jax.tree.map(
-            lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), stacked
-        )
-        return eqx.combine(batch, static), carry
+    next_key, keys = jax.lax.scan(advance, key, length=epochs)
+    table = jax.vmap(lambda k: jr.permutation(k, jnp.arange(n)))(keys)
+    return table, next_key
 
 
 @jax.jit
@@ -188,39 +117,88 @@ def _split_n_times(key: PRNGKeyArray, n: Int[Array, ""]) -> PRNGKeyArray:
     return jax.lax.fori_loop(0, n, lambda _, k: jr.split(k, 1)[0], key)
 
 
+class _DeviceBatchData(eqx.Module):
+    """`klax.batch_data`'s batches, gathered on the device from a table of
+    permutations; `source = (data_leaves, table, first)` and step `i` uses batch
+    `first + i` of the table (row `(first + i) // per_epoch`)."""
+
+    treedef: Any = eqx.field(static=True)
+    axes: tuple[int | None, ...] = eqx.field(static=True)
+    n: int = eqx.field(static=True)
+    batch_size: int = eqx.field(static=True)
+
+    def draw(self, source: Any, i: Int[Array, ""]) -> PyTree:
+        leaves, table, first = source
+        per_epoch = self.n // self.batch_size
+        g = first + i
+        start = (g // per_epoch, (g % per_epoch) * self.batch_size)
+        indices = jax.lax.dynamic_slice(table, start, (1, self.batch_size))[0]
+        leaves = [
+            x
+            if axis is None
+            else jnp.take(x, indices, axis=axis, mode="clip", unique_indices=True)
+            for x, axis in zip(leaves, self.axes, strict=True)
+        ]
+        return jax.tree.unflatten(self.treedef, leaves)
+
+
+class _Constant(eqx.Module):
+    """Every batch is `source` itself (nothing is batched)."""
+
+    def draw(self, source: PyTree, i: Int[Array, ""]) -> PyTree:
+        del i
+        return source
+
+
+class _Stacked(eqx.Module):
+    """Batches stacked along a new leading axis; step `i` takes entry `i`."""
+
+    def draw(self, source: PyTree, i: Int[Array, ""]) -> PyTree:
+        stacked, static = source
+        batch = jax.tree.map(
+            lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), stacked
+        )
+        return eqx.combine(batch, static)
+
+
 # ---------------------------------------------------------------------------
 # The compiled chunk
 
 
-@eqx.filter_jit(donate="all-except-first")
+@eqx.filter_jit
 def _run_chunk(
-    keep: tuple[list[Any], PyTree, Int[Array, ""]],
-    carry: Any,
+    state_leaves: list[Any],
     state_treedef: Any,
     sampler: Any,
+    source: PyTree,
+    num_steps: Int[Array, ""],
     loss: Loss,
     optimizer: optax.GradientTransformationExtraArgs,
-) -> tuple[list[Any], Any, Int[Array, ""], Int[Array, ""]]:
-    """Run up to `num_steps` guarded updates; stop early at a non-finite one.
+    guarded: bool,
+) -> tuple[list[Any], Int[Array, ""], Int[Array, ""], Bool[Array, ""]]:
+    """Run up to `num_steps` updates in one `lax.while_loop`.
 
-    `keep = (state_leaves, source, num_steps)` is read only; the sampler
-    `carry` is donated. Returns the new state leaves and sampler carry, the
-    number of accepted updates and a status code (`OK`, `NONFINITE_LOSS`,
-    `NONFINITE_PARAMS`).
+    Unguarded (the fast path), the loop only watches the loss: it stops after
+    the first update whose loss is not finite (that update is applied), and
+    checks the parameters once at the end. Guarded (used to replay a chunk in
+    which something went wrong), every update whose loss or updated parameters
+    are not finite is rejected, and the loop stops there.
+
+    Returns the new state leaves, the number of updates done (applied resp.
+    accepted), a status code (`OK`, `NONFINITE_LOSS`, `NONFINITE_PARAMS`) and
+    whether the final parameters are finite.
     """
-    state_leaves, source, num_steps = keep
     state = jax.tree.unflatten(state_treedef, state_leaves)
     dynamic, static = eqx.partition(state, eqx.is_array)
 
     def cond(loop):
-        i, status, _, _ = loop
+        i, status, _ = loop
         return (i < num_steps) & (status == OK)
 
     def body(loop):
-        i, _, dynamic, carry = loop
+        i, _, dynamic = loop
         old = eqx.combine(dynamic, static)
-        batch, carry = sampler.draw(carry, source, i)
-        new, value = train_step(old, batch, loss, optimizer)
+        new, value = train_step(old, sampler.draw(source, i), loss, optimizer)
         new_dynamic, new_static = eqx.partition(new, eqx.is_array)
         if not eqx.tree_equal(new_static, static):
             raise TypeError(
@@ -229,26 +207,63 @@ def _run_chunk(
                 "replaces). Only array leaves may change during training."
             )
         loss_ok = jnp.isfinite(value)
+        if not guarded:
+            status = jnp.where(loss_ok, OK, NONFINITE_LOSS).astype(jnp.int32)
+            return i + 1, status, new_dynamic
         params_ok = _all_finite(eqx.filter(new.model, eqx.is_inexact_array))
         ok = loss_ok & params_ok
         dynamic = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_dynamic, dynamic)
         status = jnp.where(
             loss_ok, jnp.where(params_ok, OK, NONFINITE_PARAMS), NONFINITE_LOSS
         ).astype(jnp.int32)
-        return i + ok.astype(i.dtype), status, dynamic, carry
+        return i + ok.astype(i.dtype), status, dynamic
 
-    init = (jnp.array(0, jnp.int32), jnp.array(OK, jnp.int32), dynamic, carry)
-    done, status, dynamic, carry = jax.lax.while_loop(cond, body, init)
+    init = (jnp.array(0, jnp.int32), jnp.array(OK, jnp.int32), dynamic)
+    done, status, dynamic = jax.lax.while_loop(cond, body, init)
     state = eqx.combine(dynamic, static)
-    return jax.tree.leaves(state), carry, done, status
+    finite = _all_finite(eqx.filter(state.model, eqx.is_inexact_array))
+    return jax.tree.leaves(state), done, status, finite
+
+
+def _run_guarded(
+    state_leaves: list[Any],
+    state_treedef: Any,
+    sampler: Any,
+    source: PyTree,
+    num_steps: int,
+    loss: Loss,
+    optimizer: optax.GradientTransformationExtraArgs,
+) -> tuple[list[Any], int, int]:
+    """Run a chunk fast; if anything became non-finite, replay it guarded.
+
+    The replay starts from the same inputs and runs the same updates, so it
+    finds the first bad update and returns the state just before it.
+    """
+    args = (state_leaves, state_treedef, sampler, source)
+    num = jnp.asarray(num_steps, dtype=jnp.int32)
+    leaves, done, status, finite = _run_chunk(*args, num, loss, optimizer, False)
+    done, status, finite = jax.device_get((done, status, finite))
+    if status == OK and finite:
+        return leaves, int(done), OK
+    leaves, done, status, _ = _run_chunk(*args, num, loss, optimizer, True)
+    done, status = jax.device_get((done, status))
+    return leaves, int(done), int(status)
 
 
 # ---------------------------------------------------------------------------
 # Feeders: the host side of the samplers
 
+# Entries (indices) of one table of permutations drawn at once on the device.
+_TABLE_ENTRIES = 2**18
+
 
 class DeviceFeeder:
-    """Runs chunks whose batches `klax.batch_data` would yield, drawn on device."""
+    """Runs chunks with the batches `klax.batch_data` would yield, drawn on device.
+
+    The permutations of many epochs are drawn at once into a table (with
+    `batch_data`'s key schedule); the compiled loop gathers each batch from the
+    data by the table's indices. `offset` batches of the sequence are skipped.
+    """
 
     def __init__(
         self,
@@ -263,16 +278,17 @@ class DeviceFeeder:
         leaves, treedef = jax.tree.flatten(data)
         axes = tuple(treedef.flatten_up_to(full_axes)) if data is not None else ()
         self.exhausted = False
+        self.leaves = [jnp.asarray(x) if eqx.is_array(x) else x for x in leaves]
         if all(axis is None for axis in axes):
             self.sampler: Any = _Constant()
-            self.carry: Any = ()
-            self.source: Any = jax.tree.map(
-                lambda x: jnp.asarray(x) if eqx.is_array(x) else x, data
-            )
+            self.data = jax.tree.unflatten(treedef, self.leaves)
             return
         self.sampler = _DeviceBatchData(treedef, axes, n, batch_size)
-        self.carry = self.sampler.init(key, offset)
-        self.source = [jnp.asarray(x) if eqx.is_array(x) else x for x in leaves]
+        self.per_epoch = n // batch_size
+        self.epochs = max(2, _TABLE_ENTRIES // n)
+        skipped_epochs, self.position = divmod(offset, self.per_epoch)
+        self.next_key = _split_n_times(key, jnp.asarray(skipped_epochs))
+        self.table = None
 
     def run(
         self,
@@ -282,12 +298,36 @@ class DeviceFeeder:
         loss: Loss,
         optimizer: optax.GradientTransformationExtraArgs,
     ) -> tuple[list[Any], int, int]:
-        keep = (state_leaves, self.source, jnp.asarray(num_steps, dtype=jnp.int32))
-        leaves, self.carry, done, status = _run_chunk(
-            keep, self.carry, state_treedef, self.sampler, loss, optimizer
+        if isinstance(self.sampler, _Constant):
+            return _run_guarded(
+                state_leaves,
+                state_treedef,
+                self.sampler,
+                self.data,
+                num_steps,
+                loss,
+                optimizer,
+            )
+        capacity = self.epochs * self.per_epoch
+        if self.table is None or self.position >= capacity:
+            if self.table is not None:
+                self.position -= capacity
+            self.table, self.next_key = _permutation_table(
+                self.next_key, self.sampler.n, self.epochs
+            )
+        source = (self.leaves, self.table, jnp.asarray(self.position, jnp.int32))
+        num_steps = min(num_steps, capacity - self.position)
+        leaves, done, status = _run_guarded(
+            state_leaves,
+            state_treedef,
+            self.sampler,
+            source,
+            num_steps,
+            loss,
+            optimizer,
         )
-        done, status = jax.device_get((done, status))
-        return leaves, int(done), int(status)
+        self.position += done
+        return leaves, done, status
 
 
 def _signature(batch: PyTree) -> Any:
@@ -376,12 +416,15 @@ class HostFeeder:
             group.append(item[0])
         stacked = _stack(group, length)
         static = eqx.filter(group[0], eqx.is_array, inverse=True)
-        keep = (state_leaves, (stacked, static), jnp.asarray(len(group), jnp.int32))
-        leaves, _, done, status = _run_chunk(
-            keep, (), state_treedef, _Stacked(), loss, optimizer
+        return _run_guarded(
+            state_leaves,
+            state_treedef,
+            _Stacked(),
+            (stacked, static),
+            len(group),
+            loss,
+            optimizer,
         )
-        done, status = jax.device_get((done, status))
-        return leaves, int(done), int(status)
 
 
 def _nbytes(batch: PyTree) -> int:

@@ -49,3 +49,15 @@ def check_size(size: Any, name: str) -> int | Literal["scalar"]:
 def size_as_int(size: int | Literal["scalar"]) -> int:
     """The number of features a (validated) size stands for: 1 for `"scalar"`."""
     return 1 if size == "scalar" else operator.index(size)
+
+
+def static_size(size: int | Literal["scalar"]) -> int | Literal["scalar"]:
+    """A (validated) size as it is stored in a static module field.
+
+    Python ints and `"scalar"` are kept as they are. Other integer types (NumPy
+    integers) become Python ints of the same value: Equinox warns about NumPy
+    scalars in static fields, and a Python int hashes and compares the same.
+    """
+    if isinstance(size, (str, int)):
+        return size
+    return operator.index(size)

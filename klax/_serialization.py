@@ -33,12 +33,12 @@ def text_serialize_filter_spec(f: BinaryIO, x: Any) -> None:
     exactly, complex numbers as `(re+imj)`). Other leaves write nothing.
 
     Example:
-        >>> import equinox as eqx, jax.numpy as jnp, tempfile, os
+        >>> import equinox as eqx, jax.numpy as jnp, pathlib, tempfile
         >>> import klax
-        >>> path = os.path.join(tempfile.mkdtemp(), "p.txt")
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "p.txt"
         >>> eqx.tree_serialise_leaves(path, (jnp.array([1.0, 2.0]), 3),
         ...     filter_spec=klax.text_serialize_filter_spec)
-        >>> print(open(path).read(), end="")
+        >>> print(path.read_text(), end="")
         1.000000000000000000e+00 2.000000000000000000e+00
         3
     """

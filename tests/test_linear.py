@@ -123,15 +123,29 @@ def test_linear_hands_fan_in_to_initializers():
 
 
 def test_linear_fields_stored_as_passed():
-    n_in = np.int64(3)
-    layer = klax.nn.Linear(n_in, "scalar", init_mod.ones, key=jr.key(0))
-    assert layer.in_features is n_in
+    layer = klax.nn.Linear(3, "scalar", init_mod.ones, key=jr.key(0))
+    assert layer.in_features == 3
     assert layer.out_features == "scalar"
     assert layer.use_bias is True
     # Only the arrays are pytree leaves; sizes and flags are static.
     assert len(jax.tree.leaves(layer)) == 2
     fields = [f.name for f in dataclasses.fields(layer)]
     assert fields == ["weight", "bias", "in_features", "out_features", "use_bias"]
+
+
+def test_numpy_integer_sizes_are_stored_as_python_ints():
+    """NumPy integer sizes work; they are stored as equal Python ints, because
+    Equinox warns about NumPy scalars in static fields (run with -W error)."""
+    layer = klax.nn.Linear(np.int64(3), np.int32(2), init_mod.ones, key=jr.key(0))
+    assert layer.in_features == 3 and type(layer.in_features) is int
+    assert layer.out_features == 2 and type(layer.out_features) is int
+    assert layer(jnp.ones(3)).shape == (2,)
+    split = klax.nn.InputSplitLinear(
+        [np.int64(3), "scalar"], np.int64(2), init_mod.ones, key=jr.key(0)
+    )
+    assert split.in_features == (3, "scalar")
+    assert type(split.in_features[0]) is int
+    assert type(split.out_features) is int
 
 
 def test_linear_signature():

@@ -40,3 +40,34 @@ from ._stress import (
     tangent_9x9 as tangent_9x9,
     voigt_tangent as voigt_tangent,
 )
+from ._networks import (
+    PartiallyMonotoneFICNN as PartiallyMonotoneFICNN,
+    reparametrize_nonnegative as reparametrize_nonnegative,
+    softplus_positive as softplus_positive,
+)
+from ._potentials import (
+    CompressiblePANN as CompressiblePANN,
+    IncompressiblePANN as IncompressiblePANN,
+    TransverselyIsotropicPANN as TransverselyIsotropicPANN,
+)
+from ._calibration import (
+    StressData as StressData,
+    StressLoss as StressLoss,
+    build_model as build_model,
+    calibrate_seeds as calibrate_seeds,
+    invariant_scales as invariant_scales,
+    load_model as load_model,
+    predict_nominal_stress_11 as predict_nominal_stress_11,
+    save_model as save_model,
+    stress_data as stress_data,
+    stress_loss as stress_loss,
+    train_seeds as train_seeds,
+)
+from ._data import (
+    DataError as DataError,
+    FitMetrics as FitMetrics,
+    LoadCurve as LoadCurve,
+    fit_metrics as fit_metrics,
+    parse_curves as parse_curves,
+    read_curves as read_curves,
+)

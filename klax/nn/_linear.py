@@ -10,7 +10,7 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._initializers import SupportedInitializer, canonicalize_initializer
-from .._misc import check_size, default_floating_dtype, size_as_int
+from .._misc import check_size, default_floating_dtype, size_as_int, static_size
 from .._wrappers import Unwrappable, check_finalized
 
 Size = int | Literal["scalar"]
@@ -105,8 +105,8 @@ class Linear(eqx.Module):
             self.bias = bias if bias_wrap is None else bias_wrap(bias)
         else:
             self.bias = None
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features = static_size(in_features)
+        self.out_features = static_size(out_features)
         self.use_bias = use_bias
 
     def __call__(self, x: ArrayLike, *, key: PRNGKeyArray | None = None) -> Array:
@@ -117,6 +117,9 @@ class Linear(eqx.Module):
         - `key`: ignored. (Keyword only argument.)
 
         **Returns:** an array of shape `(out_features,)`, or `()` for `"scalar"`.
+
+        Raises `ContainsUnwrappablesError` if the layer still holds wrappers (call
+        `klax.finalize` first) and `ValueError` if `x` has the wrong shape.
         """
         del key
         check_finalized(self)
@@ -226,8 +229,8 @@ class InputSplitLinear(eqx.Module):
             self.bias = bias if bias_wrap is None else bias_wrap(bias)
         else:
             self.bias = None
-        self.in_features = tuple(in_features)
-        self.out_features = out_features
+        self.in_features = tuple(static_size(s) for s in in_features)
+        self.out_features = static_size(out_features)
         self.use_bias = use_bias
         self._num_inputs = n
 
@@ -239,6 +242,10 @@ class InputSplitLinear(eqx.Module):
         - `key`: ignored. (Keyword only argument.)
 
         **Returns:** an array of shape `(out_features,)`, or `()` for `"scalar"`.
+
+        Raises `ContainsUnwrappablesError` if the layer still holds wrappers (call
+        `klax.finalize` first) and `ValueError` for a wrong number of inputs or an
+        input of the wrong shape.
         """
         del key
         check_finalized(self)

@@ -28,7 +28,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 from .._initializers import SupportedInitializer, canonicalize_initializer
 from .._misc import check_size, default_floating_dtype
 from .._wrappers import SkewSymmetric, Unwrappable, check_finalized
-from ._activations import identity
+from ._activations import batch_shape, identity
 from ._mlp import MLP
 
 Size = int | Literal["scalar"]
@@ -86,6 +86,14 @@ def _check_epsilon(epsilon: Any, owner: str) -> float:
             f"(the lower bound of the eigenvalues); got epsilon={epsilon!r}."
         )
     return float(epsilon)
+
+
+def _check_input(x: ArrayLike, mlp: MLP, owner: str) -> None:
+    if batch_shape(x, mlp.in_size, "x", owner) != ():
+        raise ValueError(
+            f"`{owner}` expects an unbatched x of shape ({mlp.in_size},); got x of "
+            f"shape {jnp.shape(x)}. Use jax.vmap for batches."
+        )
 
 
 def _spd(b: Array, epsilon: float) -> Array:
@@ -158,6 +166,7 @@ class Matrix(eqx.Module):
         **Returns:** an array of shape `shape`.
         """
         del key
+        _check_input(x, self.mlp, "klax.nn.Matrix")
         return self.mlp(x).reshape(self.shape)
 
 
@@ -272,6 +281,7 @@ class SkewSymmetricMatrix(eqx.Module):
         **Returns:** a skew-symmetric array of shape `shape`.
         """
         del key
+        _check_input(x, self.mlp, "klax.nn.SkewSymmetricMatrix")
         m = self.mlp(x).reshape(self.shape)
         return m - m.mT
 
@@ -396,6 +406,7 @@ class SPDMatrix(eqx.Module):
         **Returns:** a Hermitian positive definite array of shape `shape`.
         """
         del key
+        _check_input(x, self.mlp, "klax.nn.SPDMatrix")
         return _spd(self.mlp(x).reshape(self.shape), self.epsilon)
 
 
