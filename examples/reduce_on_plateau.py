@@ -50,7 +50,8 @@ def main(quick: bool, out: pathlib.Path) -> None:
     steps = 60 if quick else 6000
     key_data, key_model, key_fit = jr.split(jr.key(0), 3)
     x = jnp.linspace(-1.0, 1.0, 512)[:, None]
-    y = jnp.sin(4 * x) * jnp.exp(-x) + 0.05 * jr.normal(key_data, x.shape)
+    noise = 0.05
+    y = jnp.sin(4 * x) * jnp.exp(-x) + noise * jr.normal(key_data, x.shape)
     model = klax.nn.MLP(1, 1, [32, 32], key=key_model)
 
     # Every 50 steps the loss, averaged over those steps, is compared with the
@@ -81,6 +82,8 @@ def main(quick: bool, out: pathlib.Path) -> None:
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax_h, ax_s = fig.subplots(1, 2, sharex=True)
     history.plot("loss", ax=ax_h)
+    ax_h.axhline(noise**2, color="k", linestyle=":", label="noise variance")
+    ax_h.legend()
     ax_h.set(xlabel="Step", yscale="log", title="Training loss")
     ax_s.step(recorder.steps, recorder.scales, where="post")
     ax_s.set(xlabel="Step", ylabel="scale", yscale="log", title="Learning-rate scale")

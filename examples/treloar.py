@@ -1,24 +1,22 @@
 """Calibrating a hyperelastic potential to Treloar's rubber data.
 
 A physics-augmented neural network (PANN) for an incompressible isotropic
-material: the strain-energy density is an input-convex network of the two
-polyconvex isochoric invariants,
+material, `klax.mechanics.IncompressiblePANN`: the strain-energy density is an
+input-convex network N of the two polyconvex isochoric invariants,
 
-    W(F) = w [f(x(F)) - f(0)],   x = ((Ĩ1 - 3) / s1, (Ĩ2 - 3^(3/2)) / s2),
+    W(F) = N((Ĩ1 - 3) / s1, (Ĩ2 - 3^(3/2)) / s2) - N(0, 0),
 
-with f convex and non-decreasing in both inputs (`klax.nn.FICNN` with
+with N convex and non-decreasing in both inputs (a `klax.nn.FICNN` with
 `non_decreasing=True`), so W is polyconvex, objective, isotropic and zero in
 the reference state by construction. The nominal stress of each homogeneous
-load case follows by automatic differentiation (`klax.mechanics`). The model
-is calibrated on uniaxial and equibiaxial tension and predicts pure shear.
+load case follows by automatic differentiation. The model is calibrated on
+uniaxial and equibiaxial tension and predicts pure shear.
 
 Run: `python examples/treloar.py [--quick] [--out DIR]`.
 """
 
 # %%
 import argparse
-import csv
-import importlib.resources
 import pathlib
 
 import equinox as eqx
@@ -29,56 +27,19 @@ import optax
 from matplotlib.figure import Figure
 
 import klax
-from klax.mechanics import nominal_stress_11, polyconvex_isochoric_invariants
+from klax.mechanics import (
+    IncompressiblePANN,
+    fit_metrics,
+    invariant_scales,
+    nominal_stress_11,
+    read_curves,
+)
+
 
 jax.config.update("jax_enable_x64", True)  # calibrate in float64
 FIGURES = pathlib.Path(__file__).resolve().parent.parent / "docs/examples/figures"
 TRAIN = ("uniaxial", "equibiaxial")
 TEST = ("pure_shear",)
-S1, S2 = 10.0, 100.0  # scales of the shifted invariants
-ENERGY_SCALE = 0.1  # MPa
-
-
-# %% [markdown]
-# Treloar's data ships with klax: one row per measurement, with the load case,
-# the stretch λ and the nominal stress P11 in MPa.
-
-
-# %%
-def load_treloar() -> dict[str, tuple[jax.Array, jax.Array]]:
-    path = importlib.resources.files("klax") / "data" / "treloar.csv"
-    rows: dict[str, list[tuple[float, float]]] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            point = (float(row["stretch"]), float(row["nominal_stress_MPa"]))
-            rows.setdefault(row["load_case"], []).append(point)
-    return {
-        case: (jnp.array([s for s, _ in pts]), jnp.array([p for _, p in pts]))
-        for case, pts in rows.items()
-    }
-
-
-# %% [markdown]
-# The potential. The invariants are shifted so that the reference state maps
-# to x = 0 and divided by fixed scales s1, s2 so that the inputs of the network
-# are of order one over the measured range (Ĩ2 reaches several thousand in
-# equibiaxial tension); the output is multiplied by w = 0.1 MPa, the order of
-# the initial shear modulus. Positive scalings and shifts keep convexity and
-# monotonicity, and subtracting f(0) makes W(I) = 0 hold exactly, at every
-# training step.
-
-
-# %%
-class IncompressiblePANN(eqx.Module):
-    icnn: klax.nn.FICNN
-
-    def __init__(self, width: int, *, key):
-        self.icnn = klax.nn.FICNN(2, "scalar", [width], non_decreasing=True, key=key)
-
-    def __call__(self, F):
-        I1, I2 = polyconvex_isochoric_invariants(F)
-        x = jnp.stack([(I1 - 3.0) / S1, (I2 - 3.0**1.5) / S2])
-        return ENERGY_SCALE * (self.icnn(x) - self.icnn(jnp.zeros_like(x)))
 
 
 # %% [markdown]
@@ -95,16 +56,31 @@ def stress_mse(W, data, run_state):
     return jnp.mean(jnp.concatenate(errors) ** 2)
 
 
-def r2(pred, target):
-    return 1.0 - jnp.sum((pred - target) ** 2) / jnp.sum((target - target.mean()) ** 2)
+@eqx.filter_jit
+def predict(W, stretches):
+    """P11 for each load case (the dict keys) at each array of stretches."""
+    return {
+        case: tuple(nominal_stress_11(W, case, lam) for lam in lams)
+        for case, lams in stretches.items()
+    }
 
 
 # %%
 def main(quick: bool, out: pathlib.Path) -> None:
     steps = 100 if quick else 10_000
-    data = load_treloar()
+    # Treloar's data ships with klax: {load case: LoadCurve(stretch, stress)}.
+    curves = read_curves()
+    data = {
+        case: (jnp.asarray(c.stretch), jnp.asarray(c.stress))
+        for case, c in curves.items()
+    }
     train = {case: data[case] for case in TRAIN}
-    model = IncompressiblePANN(8, key=jr.key(0))
+
+    # Dividing the shifted invariants by their range on the training data
+    # (Ĩ2 reaches several thousand in equibiaxial tension) keeps the network
+    # inputs in [0, 1]; positive scalings preserve convexity and monotonicity.
+    scales = invariant_scales(curves, TRAIN, "polyconvex")
+    model = IncompressiblePANN([8], input_scale=scales, key=jr.key(0))
     model, history = klax.fit(
         model,
         train,
@@ -118,16 +94,24 @@ def main(quick: bool, out: pathlib.Path) -> None:
     )
     W = klax.finalize(model)
 
+    # Stresses at the measured stretches and on a fine grid, all in one
+    # compiled call.
+    stretches = {
+        case: (lam, jnp.linspace(1.0, 1.05 * lam.max(), 200))
+        for case, (lam, _) in data.items()
+    }
+    stresses = predict(W, stretches)
+
     fig = Figure(figsize=(13, 3.4), layout="constrained")
     axes = fig.subplots(1, 4)
     for ax, case in zip(axes[:-1], TRAIN + TEST, strict=True):
-        lam, P = data[case]
+        (lam, P), (_, grid) = data[case], stretches[case]
+        P_data, P_grid = stresses[case]
         split = "train" if case in TRAIN else "test"
-        score = r2(nominal_stress_11(W, case, lam), P)
+        score = fit_metrics(P, P_data).r2
         print(f"{case:>12} ({split}): R² = {score:.4f}")
-        grid = jnp.linspace(1.0, 1.05 * lam.max(), 200)
         ax.plot(lam, P, "ko", ms=4, mfc="none", label="Treloar (1944)")
-        ax.plot(grid, nominal_stress_11(W, case, grid), "C0-", label="PANN")
+        ax.plot(grid, P_grid, "C0-", label="PANN")
         ax.set(xlabel="$\\lambda_1$", ylabel="$P_{11}$ / MPa")
         ax.set_title(f"{case} ({split}), $R^2$ = {score:.3f}")
         ax.legend(loc="upper left")

@@ -1,25 +1,28 @@
 """The compiled training loop behind `make_step`, `run_training_loop` and `fit`.
 
 One update rule, `train_step`, is used everywhere. The host loop (`run_loop`)
-calls callbacks in Python and in between runs as many updates as possible in
-one compiled call (`_run_chunk`: a `lax.while_loop` with a dynamic trip count,
-so chunks of any length share one compilation). Batches come from a *feeder*:
+calls the callbacks in Python and, in between, runs as many updates as
+possible in one compiled call (`_run_chunk`: a `lax.while_loop` with a dynamic
+trip count, so chunks of any length share one compilation). Batches come from
+a *feeder*:
 
-- `DeviceFeeder` reproduces `klax.batch_data` on the device: the same
-  permutations from the same key schedule, gathered along each leaf's batch
-  axis inside the loop (no host transfer per step).
-- `HostFeeder` drains any Python iterator of batches, stacks a chunk of them
-  and transfers them at once.
+- `DeviceFeeder` reproduces `klax.batch_data` on the device: the permutations
+  of many epochs are drawn at once with the same key schedule, and the loop
+  gathers each batch along each leaf's batch axis (no host transfer per step).
+- `HostFeeder` drains any iterator of batches, stacks a chunk of them and
+  transfers them at once.
 
-Each compiled step also guards against non-finite values: if the loss or the
-updated parameters are not finite, the update is rejected and the chunk ends
-with a status code the host loop reports.
+Non-finite guard: the fast loop only watches the loss (stopping at the first
+non-finite one) and checks the parameters once per chunk. If either check
+fails, the chunk is replayed from its inputs with a guarded loop that rejects
+the first update whose loss or updated parameters are not finite, and stops
+there; the host loop reports the step.
 """
 
 import functools as ft
 import operator
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -118,9 +121,11 @@ def _split_n_times(key: PRNGKeyArray, n: Int[Array, ""]) -> PRNGKeyArray:
 
 
 class _DeviceBatchData(eqx.Module):
-    """`klax.batch_data`'s batches, gathered on the device from a table of
-    permutations; `source = (data_leaves, table, first)` and step `i` uses batch
-    `first + i` of the table (row `(first + i) // per_epoch`)."""
+    """`klax.batch_data`'s batches, gathered on the device.
+
+    `source = (data_leaves, table, first)`: step `i` uses batch `first + i` of
+    the permutation table (row `(first + i) // per_epoch`).
+    """
 
     treedef: Any = eqx.field(static=True)
     axes: tuple[int | None, ...] = eqx.field(static=True)
@@ -254,7 +259,7 @@ def _run_guarded(
 # Feeders: the host side of the samplers
 
 # Entries (indices) of one table of permutations drawn at once on the device.
-_TABLE_ENTRIES = 2**18
+_TABLE_ENTRIES = 2**16
 
 
 class DeviceFeeder:
@@ -365,16 +370,17 @@ _MAX_HOST_CHUNK_BYTES = 64 * 2**20
 
 
 class HostFeeder:
-    """Runs chunks of batches drawn from a Python iterator, in order.
+    """Runs chunks of batches drawn from `context.batch_generator`, in order.
 
+    The generator is looked up at every draw, so a callback may replace it.
     Consecutive batches that agree in structure, shapes, dtypes and non-array
     leaves are stacked (padded to a fixed length, so that every chunk reuses
     one compilation) and transferred at once; a batch that differs starts the
     next chunk.
     """
 
-    def __init__(self, batches: Iterator[PyTree], chunk: int, offset: int = 0):
-        self.batches = batches
+    def __init__(self, context: TrainingContext, chunk: int, offset: int = 0):
+        self.context = context
         self.chunk = max(1, chunk)
         self.exhausted = False
         self.pending: list[tuple[PyTree]] = []
@@ -387,7 +393,7 @@ class HostFeeder:
         if self.pending:
             return self.pending.pop()
         try:
-            return (next(self.batches),)
+            return (next(self.context.batch_generator),)
         except StopIteration:
             self.exhausted = True
             return None
@@ -475,6 +481,10 @@ def run_loop(
         callback.on_training_start(context)
     while True:
         step = int(context.state.step)
+        if not isinstance(context.state.step, jax.Array):
+            # A callback may set the step to a plain number; the compiled loop
+            # carries it as an array.
+            context.state.step = jnp.asarray(step, dtype=jnp.int32)
         if step >= context.steps:
             break
         target = _next_stop(step, periods, context.steps)

@@ -125,9 +125,7 @@ def run_training_loop(
     run_loop(
         context,
         callbacks,
-        lambda periods: HostFeeder(
-            context.batch_generator, host_chunk(periods, context.steps)
-        ),
+        lambda periods: HostFeeder(context, host_chunk(periods, context.steps)),
     )
     warn_stop(context, stacklevel=2)
     return context
@@ -354,7 +352,7 @@ def fit(
             context,
             callbacks,
             lambda periods: HostFeeder(
-                batch_generator, host_chunk(periods, steps), batch_offset
+                context, host_chunk(periods, steps), batch_offset
             ),
         )
 

@@ -65,25 +65,29 @@ pyright_check() {
   "$BIN/pyright" --project pyrightconfig.json
 }
 
+run_example() {
+  # run_example SCRIPT: --quick run; it must succeed and write its figure <name>.png.
+  local script=$1 name start
+  name=$(basename "$script" .py)
+  start=$SECONDS
+  if ! JAX_NUMPY_RANK_PROMOTION=raise \
+    "$BIN/python" "$script" --quick --out "$TMP/figures" >"$TMP/$name.log" 2>&1; then
+    echo "example $script failed; its output:" >&2
+    cat "$TMP/$name.log" >&2
+    return 1
+  fi
+  if [ ! -s "$TMP/figures/$name.png" ]; then
+    echo "example $script did not write $name.png" >&2
+    return 1
+  fi
+  echo "$script: ok ($((SECONDS - start)) s)"
+}
+
 examples_quick() {
-  # Each example must run in --quick mode and write its figure <name>.png.
-  local rc=0 script name start
-  for script in examples/*.py; do
-    name=$(basename "$script" .py)
-    start=$SECONDS
-    if ! JAX_NUMPY_RANK_PROMOTION=raise \
-      "$BIN/python" "$script" --quick --out "$TMP/figures" >"$TMP/$name.log" 2>&1; then
-      echo "example $script failed; its output:" >&2
-      cat "$TMP/$name.log" >&2
-      rc=1
-    elif [ ! -s "$TMP/figures/$name.png" ]; then
-      echo "example $script did not write $name.png" >&2
-      rc=1
-    else
-      echo "$script: ok ($((SECONDS - start)) s)"
-    fi
-  done
-  return "$rc"
+  # Two at a time: most of their time is single-threaded compilation.
+  export BIN TMP
+  export -f run_example
+  printf '%s\n' examples/*.py | xargs -P 2 -I{} bash -c 'run_example "$1"' _ {}
 }
 
 docs_build() {

@@ -17,7 +17,6 @@ import pytest
 
 import klax
 
-
 # One tiny model and dataset for the whole file (shared compilations).
 X = np.asarray(jr.uniform(jr.key(0), (8, 2)), dtype=np.float32)
 Y = np.sum(X**2, axis=-1)
@@ -46,11 +45,15 @@ def _per_step(model, optimizer, steps, key, batch_size=4, data=(X, Y)):
     bkey, _ = jr.split(key)
     batches = klax.batch_data(data, batch_size, key=bkey)
     for _ in range(steps):
-        leaves, treedef = klax.make_step(leaves, treedef, next(batches), klax.mse, optimizer)
+        leaves, treedef = klax.make_step(
+            leaves, treedef, next(batches), klax.mse, optimizer
+        )
     return jax.tree.unflatten(treedef, leaves)
 
 
-def _context(model, optimizer=SGD, batches=None, steps=3, run_state=None, loss=klax.mse):
+def _context(
+    model, optimizer=SGD, batches=None, steps=3, run_state=None, loss=klax.mse
+):
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     if batches is None:
         batches = klax.batch_data((X, Y), 4, key=jr.key(2))
@@ -125,7 +128,9 @@ def test_make_step_applies_constraints():
     model = _model()
     leaves, treedef = _initial(model, optax.sgd(100.0))
     for _ in range(2):
-        leaves, treedef = klax.make_step(leaves, treedef, (X, Y), klax.mse, optax.sgd(100.0))
+        leaves, treedef = klax.make_step(
+            leaves, treedef, (X, Y), klax.mse, optax.sgd(100.0)
+        )
     model = jax.tree.unflatten(treedef, leaves).model
     nonneg = [
         node.parameter
@@ -145,7 +150,9 @@ def test_make_step_accepts_optimizer_without_extra_args():
     leaves, treedef = _initial(_model(), plain)
     out, _ = klax.make_step(leaves, treedef, (X, Y), klax.mse, plain)
     ref, _ = klax.make_step(leaves, treedef, (X, Y), klax.mse, SGD)
-    for a, b in zip(jax.tree.leaves(_arrays(out)), jax.tree.leaves(_arrays(ref)), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(_arrays(out)), jax.tree.leaves(_arrays(ref)), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
 
 
@@ -154,7 +161,9 @@ def test_make_step_vmapped_over_an_ensemble():
     models = [_model(key=k) for k in (1, 2)]
     flat = [_initial(m, SGD) for m in models]
     treedef = flat[0][1]
-    singles = [klax.make_step(leaves, treedef, (X, Y), klax.mse, SGD)[0] for leaves, _ in flat]
+    singles = [
+        klax.make_step(leaves, treedef, (X, Y), klax.mse, SGD)[0] for leaves, _ in flat
+    ]
     dynamic = [[x if eqx.is_array(x) else None for x in leaves] for leaves, _ in flat]
     static = [None if eqx.is_array(x) else x for x in flat[0][0]]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *dynamic)
@@ -239,12 +248,16 @@ def test_optimizer_through_make_step_and_fit(name):
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in fit_leaves)
     # Something was learned (sign_sgd, lion etc. move every parameter).
     init_leaves = jax.tree.leaves(_arrays(klax.apply(model)))
-    assert any(not np.array_equal(a, b) for a, b in zip(fit_leaves, init_leaves, strict=True))
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(fit_leaves, init_leaves, strict=True)
+    )
     # Fused loop == make_step loop up to float32 round-off of two compilations.
     for a, b in zip(fit_leaves, ref_leaves, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # Constraints hold after every update, in particular the last.
-    for node in jax.tree.leaves(trained, is_leaf=lambda x: isinstance(x, klax.NonNegative)):
+    for node in jax.tree.leaves(
+        trained, is_leaf=lambda x: isinstance(x, klax.NonNegative)
+    ):
         if isinstance(node, klax.NonNegative):
             assert bool(jnp.all(node.parameter >= 0))
 
@@ -318,14 +331,19 @@ def test_run_training_loop_equals_make_step_loop():
         leaves, treedef = klax.make_step(leaves, treedef, next(batches), klax.mse, SGD)
     reference = jax.tree.unflatten(treedef, leaves)
     for a, b in zip(
-        jax.tree.leaves(_arrays(context.state)), jax.tree.leaves(_arrays(reference)), strict=True
+        jax.tree.leaves(_arrays(context.state)),
+        jax.tree.leaves(_arrays(reference)),
+        strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)  # f32 round-off
 
 
 def test_run_training_loop_call_every():
     log = []
-    callbacks = [Recorder(log, "every3", call_every=3), Recorder(log, "every4", call_every=4)]
+    callbacks = [
+        Recorder(log, "every3", call_every=3),
+        Recorder(log, "every4", call_every=4),
+    ]
     klax.run_training_loop(_context(_model(), steps=12), callbacks)
     assert _steps(log, "every3") == [3, 6, 9, 12]
     assert _steps(log, "every4") == [4, 8, 12]
@@ -379,7 +397,9 @@ def test_run_training_loop_batches_of_varying_shape():
     reference = jax.tree.unflatten(treedef, leaves)
     assert int(context.state.step) == 5
     for a, b in zip(
-        jax.tree.leaves(_arrays(context.state)), jax.tree.leaves(_arrays(reference)), strict=True
+        jax.tree.leaves(_arrays(context.state)),
+        jax.tree.leaves(_arrays(reference)),
+        strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)  # f32 round-off
 
@@ -412,7 +432,11 @@ def test_callback_modifications_take_effect():
     context = _context(model, steps=4, run_state=jnp.array(1.0), loss=_scaled_mse)
     klax.run_training_loop(context, [ResetModel(model), freeze])
     final = context.state.model
-    for a, b in zip(jax.tree.leaves(_arrays(final)), jax.tree.leaves(_arrays(freeze.frozen)), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(_arrays(final)),
+        jax.tree.leaves(_arrays(freeze.frozen)),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
     assert int(context.state.step) == 4
 

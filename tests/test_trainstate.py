@@ -124,7 +124,7 @@ def test_context_setter_checks_structure():
     with pytest.raises(ValueError, match="PyTree structure of state changed"):
         context.state = dataclasses.replace(state, run_state=(jnp.array(1.0),))
     # Same structure: accepted, and the leaves follow.
-    new_model = jax.tree.map(lambda x: x + 1, state.model)
+    new_model = jax.tree.map(lambda x: x + 1 if eqx.is_array(x) else x, state.model)
     context.state = dataclasses.replace(state, model=new_model)
     assert context.state.model is new_model
     expected = jax.tree.leaves(new_model)
@@ -134,11 +134,14 @@ def test_context_setter_checks_structure():
 
 def test_context_in_place_edits_take_effect():
     context = _context()
-    new_model = jax.tree.map(lambda x: x * 0, context.state.model)
+    new_model = jax.tree.map(
+        lambda x: x * 0 if eqx.is_array(x) else x, context.state.model
+    )
     context.state.model = new_model
     leaves = jax.tree.leaves(new_model)
     assert all(
-        a is b for a, b in zip(leaves, context._state_leaves[: len(leaves)], strict=True)
+        a is b
+        for a, b in zip(leaves, context._state_leaves[: len(leaves)], strict=True)
     )
     context.state.step = jnp.array(7, jnp.int32)
     assert int(context._state_leaves[-1]) == 7

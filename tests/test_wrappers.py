@@ -373,11 +373,19 @@ def test_apply_inside_other_wrappers_and_innermost_first():
     np.testing.assert_array_equal(inside.args[0].parameter, jnp.zeros(2))
 
 
-def test_apply_and_finalize_under_jit_and_vmap():
+def test_apply_and_finalize_under_jit_vmap_grad():
     tree = {"w": klax.NonNegative(jnp.array([-1.0, 1.0])), "n": 3}
     out = eqx.filter_jit(klax.finalize)(tree)
     np.testing.assert_array_equal(out["w"], jnp.array([0.0, 1.0]))
     assert out["n"] == 3
+    # The clamp passes gradients only where the parameter is positive.
+    grads = eqx.filter_grad(lambda t: jnp.sum(klax.finalize(t)["w"]))(tree)
+    np.testing.assert_array_equal(grads["w"].parameter, jnp.array([0.0, 1.0]))
+    # The tree predicates only look at the structure: they work on traced trees.
+    flags = eqx.filter_jit(
+        lambda t: (klax.contains_unwrappables(t), klax.contains_constraints(t))
+    )(tree)
+    assert flags == (True, True)
     stacked = jnp.array([[-1.0, 1.0], [2.0, -2.0]])
     out = jax.vmap(lambda p: klax.finalize(klax.NonNegative(p)))(stacked)
     np.testing.assert_array_equal(out, jnp.maximum(stacked, 0))

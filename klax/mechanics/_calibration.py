@@ -26,7 +26,7 @@ from ..nn import InputSplitLinear
 from ._baselines import AbstractIsotropicPotential, MooneyRivlin, NeoHooke, Ogden
 from ._data import LoadCurve, fit_metrics
 from ._kinematics import REFERENCE_I2_POLYCONVEX
-from ._loadcases import LOAD_CASES, check_load_case, load_case_stretches
+from ._loadcases import LOAD_CASES, check_load_case
 from ._networks import reparametrize_nonnegative
 from ._potentials import IncompressiblePANN
 
@@ -173,7 +173,12 @@ def invariant_scales(
     """
     I1_max, I2_max = 0.0, 0.0
     for case in cases:
-        l1, l2, l3 = (np.asarray(s) for s in load_case_stretches(case, curves[case].stretch))  # pyright: ignore[reportArgumentType]
+        lam = np.asarray(curves[case].stretch, dtype=np.float64)
+        l1, l2, l3 = {
+            "uniaxial": (lam, lam**-0.5, lam**-0.5),
+            "equibiaxial": (lam, lam, lam**-2.0),
+            "pure_shear": (lam, np.ones_like(lam), 1.0 / lam),
+        }[check_load_case(case, "invariant_scales")]
         I1 = l1**2 + l2**2 + l3**2
         I2 = (l1 * l2) ** 2 + (l2 * l3) ** 2 + (l1 * l3) ** 2
         I1_max = max(I1_max, float(np.max(I1 - 3.0)))
@@ -226,7 +231,7 @@ def output_weights_dead(model: eqx.Module) -> bool:
         return False
     linear = model.network.layers[-1].linear_y
     weight = linear.weights[0] if isinstance(linear, InputSplitLinear) else linear.weight
-    return bool(jnp.all(jnp.abs(jnp.asarray(unwrap(weight))) <= 1e-8))
+    return bool(np.all(np.abs(np.asarray(unwrap(weight))) <= 1e-8))
 
 
 # ---------------------------------------------------------------------------
@@ -244,15 +249,37 @@ class SeedResult(NamedTuple):
     train_r2: dict[str, float]
 
 
+_predict_jit = eqx.filter_jit(predict_nominal_stress_11)
+
+
+def evaluate_cases(
+    model: Callable, cases: Sequence[str], stretches: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """`P11` of a finalised potential along several load cases, in one compiled call.
+
+    The points are padded to a power of two (at least 256), so repeated
+    evaluations of different sizes reuse one compilation.
+    """
+    sizes = [len(s) for s in stretches]
+    total = sum(sizes)
+    padded = max(256, 1 << max(total - 1, 0).bit_length())
+    stretch = np.ones(padded)
+    index = np.zeros(padded, dtype=np.int32)
+    start = 0
+    for case, values, size in zip(cases, stretches, sizes):
+        stretch[start : start + size] = values
+        index[start : start + size] = LOAD_CASES.index(check_load_case(case, "evaluate_cases"))
+        start += size
+    dtype = jnp.result_type(float)
+    out = np.asarray(_predict_jit(model, jnp.asarray(index), jnp.asarray(stretch, dtype)))
+    return list(np.split(out[:total], np.cumsum(sizes)[:-1]))
+
+
 def _train_r2(model, curves, cases) -> dict[str, float]:
-    final = finalize(model)
-    result = {}
-    for case in cases:
-        curve = curves[case]
-        index = jnp.full(curve.stretch.shape, LOAD_CASES.index(case), jnp.int32)
-        predicted = predict_nominal_stress_11(final, index, jnp.asarray(curve.stretch))
-        result[case] = fit_metrics(curve.stress, np.asarray(predicted)).r2
-    return result
+    predicted = evaluate_cases(finalize(model), cases, [curves[c].stretch for c in cases])
+    return {
+        case: fit_metrics(curves[case].stress, p).r2 for case, p in zip(cases, predicted)
+    }
 
 
 def train_seeds(
@@ -281,6 +308,7 @@ def train_seeds(
     loss_metric = metric("loss", verbose=True)(
         lambda context: full_loss(context.state.model)
     )
+    optimizer = optax.adam(learning_rate)  # one object: one compilation for all seeds
     results = []
     for seed in seeds:
         model = make_model(jr.fold_in(base_key, seed))
@@ -290,7 +318,7 @@ def train_seeds(
             batch_size=min(batch_size, len(data.stretch)),
             steps=steps,
             loss=stress_loss,
-            optimizer=optax.adam(learning_rate),
+            optimizer=optimizer,
             metrics=[loss_metric],
             log_every=log_every,
             verbose=verbose,
@@ -330,8 +358,8 @@ def calibrate_seeds(
     data = stress_data(curves, train_cases, loss)
     base_key = jr.key(base_seed)
 
-    def make(key):
-        return build_model(config, key=key)
+    # One compiled construction, reused by every seed.
+    make = eqx.filter_jit(lambda key: build_model(config, key=key))
 
     def run(seed_list):
         trained = train_seeds(
@@ -437,5 +465,4 @@ def load_model(directory: str | pathlib.Path) -> eqx.Module:
 
 def model_case_stress(model: Callable, case: str, stretch: np.ndarray) -> np.ndarray:
     """`P11` of a finalised incompressible potential along one load case."""
-    index = jnp.full(np.shape(stretch), LOAD_CASES.index(case), jnp.int32)
-    return np.asarray(predict_nominal_stress_11(model, index, jnp.asarray(stretch)))
+    return evaluate_cases(model, [case], [np.asarray(stretch, dtype=np.float64)])[0]

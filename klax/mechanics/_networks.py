@@ -45,8 +45,9 @@ def softplus_positive(parameter: ArrayLike, minimum: float = 1e-6) -> Parameteri
         >>> import jax.numpy as jnp
         >>> import klax
         >>> from klax.mechanics import softplus_positive
-        >>> klax.unwrap(softplus_positive(jnp.array([0.5, 2.0])))
-        Array([0.5, 2. ], dtype=float32)
+        >>> w = softplus_positive(jnp.array([0.5, 2.0]))
+        >>> type(w).__name__, klax.unwrap(w).round(4)
+        ('Parameterize', Array([0.5, 2. ], dtype=float32))
     """
     parameter = jnp.asarray(parameter)
     raw = _inverse_softplus(jnp.maximum(parameter, minimum))

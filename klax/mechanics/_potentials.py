@@ -186,9 +186,18 @@ class IncompressiblePANN(AbstractIsotropicPotential):
     def __call__(self, F: ArrayLike) -> Scalar:
         """Energy of one deformation gradient `F` of shape `(3, 3)` with `det F > 0`."""
         F = as_deformation_gradient(F, "IncompressiblePANN")
-        check_finalized(self)
-        cof = _cofactor(F)
         J = check_positive_jacobian(_det(F), "IncompressiblePANN")
+        return self.lifted_energy(F, _cofactor(F), J)
+
+    def lifted_energy(self, F: ArrayLike, cof: ArrayLike, J: ArrayLike) -> Scalar:
+        """The energy as a function of independent `(F, cof F, det F)`.
+
+        `W(F) = lifted_energy(F, cof F, det F)`; for `invariants="polyconvex"`
+        this function is jointly convex in its arguments (for `J > 0`), which is
+        what polyconvexity means.
+        """
+        check_finalized(self)
+        F, cof, J = jnp.asarray(F), jnp.asarray(cof), jnp.asarray(J)
         I1 = jnp.sum(F * F) * J ** (-2.0 / 3.0)
         if self.invariants == "polyconvex":
             I2 = jnp.sqrt(jnp.sum(cof * cof)) ** 3 / J**2
@@ -262,9 +271,17 @@ class CompressiblePANN(eqx.Module):
     def __call__(self, F: ArrayLike) -> Scalar:
         """Energy of one deformation gradient `F` of shape `(3, 3)` with `det F > 0`."""
         F = as_deformation_gradient(F, "CompressiblePANN")
-        check_finalized(self)
-        cof = _cofactor(F)
         J = check_positive_jacobian(_det(F), "CompressiblePANN")
+        return self.lifted_energy(F, _cofactor(F), J)
+
+    def lifted_energy(self, F: ArrayLike, cof: ArrayLike, J: ArrayLike) -> Scalar:
+        """The energy as a function of independent `(F, cof F, det F)`.
+
+        `W(F) = lifted_energy(F, cof F, det F)`; this function is jointly convex
+        in its arguments (for `J > 0`), which is what polyconvexity means.
+        """
+        check_finalized(self)
+        F, cof, J = jnp.asarray(F), jnp.asarray(cof), jnp.asarray(J)
         s1, s2, s3 = self.input_scale
         x = jnp.stack(
             [
@@ -358,10 +375,19 @@ class TransverselyIsotropicPANN(eqx.Module):
     def __call__(self, F: ArrayLike) -> Scalar:
         """Energy of one deformation gradient `F` of shape `(3, 3)` with `det F > 0`."""
         F = as_deformation_gradient(F, "TransverselyIsotropicPANN")
-        check_finalized(self)
-        G = jnp.asarray(self.structural_tensor)
-        cof = _cofactor(F)
         J = check_positive_jacobian(_det(F), "TransverselyIsotropicPANN")
+        return self.lifted_energy(F, _cofactor(F), J)
+
+    def lifted_energy(self, F: ArrayLike, cof: ArrayLike, J: ArrayLike) -> Scalar:
+        """The energy as a function of independent `(F, cof F, det F)`.
+
+        `W(F) = lifted_energy(F, cof F, det F)`. With `polyconvex_i5=True` this
+        function is jointly convex in its arguments (for `J > 0`): the
+        potential is polyconvex.
+        """
+        check_finalized(self)
+        F, cof, J = jnp.asarray(F), jnp.asarray(cof), jnp.asarray(J)
+        G = jnp.asarray(self.structural_tensor)
         trace_G = jnp.trace(G)
         I1 = jnp.sum(F * F)
         I4 = jnp.sum((F @ G) * F)

@@ -252,17 +252,22 @@ def _plot(path, model, curves, rows, history) -> bool:
     ax.set_xlabel("step")
     ax.set_ylabel("loss / MPa²")
     ax.grid(True, alpha=0.3)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
     return True
 
 
+def _initial_shear_modulus(model: Any) -> Any:
+    return model.initial_shear_modulus()
+
+
 def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
+    import equinox as eqx
     import jax
 
     from ._calibration import (
         calibrate_seeds,
+        evaluate_cases,
         invariant_scales,
-        model_case_stress,
         save_model,
     )
     from ._data import fit_metrics
@@ -309,15 +314,17 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
 
         model = klax.finalize(best.model)
         rows = []
-        for split, cases in (("train", train), ("test", test)):
-            for case in cases:
-                curve = curves[case]
-                predicted = model_case_stress(model, case, curve.stretch)
-                m = fit_metrics(curve.stress, predicted)
-                rows.append(dict(load_case=case, split=split,
-                                 n_points=len(curve.stretch), r2=m.r2,
-                                 rel_l2=m.rel_l2, mae_MPa=m.mae, max_abs_MPa=m.max_abs))
-        mu0 = float(model.initial_shear_modulus())
+        splits = [("train", c) for c in train] + [("test", c) for c in test]
+        predictions = evaluate_cases(
+            model, [c for _, c in splits], [curves[c].stretch for _, c in splits]
+        )
+        for (split, case), predicted in zip(splits, predictions):
+            curve = curves[case]
+            m = fit_metrics(curve.stress, predicted)
+            rows.append(dict(load_case=case, split=split, n_points=len(curve.stretch),
+                             r2=m.r2, rel_l2=m.rel_l2, mae_MPa=m.mae,
+                             max_abs_MPa=m.max_abs))
+        mu0 = float(eqx.filter_jit(_initial_shear_modulus)(model))
         out: pathlib.Path = checked["out"]
         out.mkdir(parents=True, exist_ok=True)
         try:

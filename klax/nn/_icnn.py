@@ -180,7 +180,7 @@ class FICNNLayer(eqx.Module):
         del key
         check_finalized(self)
         if self.use_passthrough:
-            z = self.linear_y(y, x)
+            z = self.linear_y(y, x)  # pyright: ignore[reportCallIssue]
         else:
             z = self.linear_y(y)
         return self.activation_y(z), x  # pyright: ignore[reportReturnType]
@@ -694,8 +694,8 @@ class PICNN(eqx.Module):
         check_activation(final_activation_y, owner, "final_activation_y")
         depth = len(widths)
         keys = jr.split(key, depth + 1)
-        in_pairs = ((x_size, p_size), *widths)
-        out_pairs = (*widths, (out_size, None))
+        in_pairs: list[tuple[Size, Size]] = [(x_size, p_size), *widths]
+        out_pairs: list[tuple[Size, Size | None]] = [*widths, (out_size, None)]
         self.layers = tuple(
             PICNNLayer(
                 y_in_size=in_pairs[k][0],

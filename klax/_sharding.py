@@ -1,0 +1,214 @@
+"""Training on several devices: `jax.sharding` meshes for `fit` and `fit_ensemble`.
+
+Two layouts are supported, both expressed with `NamedSharding` and left to
+XLA's automatic partitioner (GSPMD), so no collective is written by hand:
+
+- *data parallel*: the parameters are replicated on every device of the mesh
+  and each step's batch is split along its batch axis; the gradient's sum over
+  the batch becomes an all-reduce.
+- *member parallel* (ensembles): the members (the leading axis of every array
+  of the stacked model and optimizer state) are split over the devices; the
+  data are replicated and members never communicate.
+
+A mesh may be of any axis type: klax rebuilds it with automatic axes
+(`AxisType.Auto`) for its own arrays, so user losses need no sharding
+annotations.
+"""
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jaxtyping import PyTree
+
+from ._datahandler import broadcast_and_get_size
+from ._losses import Loss
+
+
+def resolve_mesh(mesh: Any, where: str) -> Mesh | None:
+    """Validate the `mesh=` argument; return an automatic-axes mesh or None.
+
+    `mesh` is None (one device, nothing changes), a `jax.sharding.Mesh`, or
+    `"all"` (a one-dimensional mesh over `jax.devices()` with axis name
+    `"devices"`).
+    """
+    if mesh is None:
+        return None
+    if isinstance(mesh, str):
+        if mesh != "all":
+            raise ValueError(
+                f"`{where}(mesh=...)` must be None, a `jax.sharding.Mesh` or the "
+                f'string "all" (every device); got the string {mesh!r}.'
+            )
+        mesh = Mesh(np.asarray(jax.devices()), ("devices",))
+    if not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"`{where}(mesh=...)` must be None, a `jax.sharding.Mesh` (e.g. "
+            '`jax.make_mesh((jax.device_count(),), ("devices",))`) or "all"; got '
+            f"{mesh!r} of type {type(mesh).__name__}."
+        )
+    axis_type = getattr(jax.sharding, "AxisType", None)
+    if axis_type is None:  # older JAX: every mesh axis is automatic
+        return mesh
+    auto = (axis_type.Auto,) * len(mesh.axis_names)
+    if tuple(getattr(mesh, "axis_types", auto)) == auto:
+        return mesh
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
+
+
+def check_axes(mesh: Mesh, axes: Any, where: str) -> tuple[str, ...]:
+    """Validate mesh axis names (one name or a sequence of names)."""
+    names = (axes,) if isinstance(axes, str) else tuple(axes)
+    unknown = [a for a in names if a not in mesh.axis_names]
+    if unknown or not names or not all(isinstance(a, str) for a in names):
+        raise ValueError(
+            f"`{where}` must name axes of the mesh, which has axes "
+            f"{tuple(mesh.axis_names)}; got {axes!r}."
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"`{where}` names a mesh axis twice: {axes!r}.")
+    return names
+
+
+def axes_size(mesh: Mesh, axes: Sequence[str]) -> int:
+    """The number of devices along the mesh axes `axes`."""
+    return math.prod(mesh.shape[a] for a in axes)
+
+
+def _spec_entry(axes: Sequence[str]) -> Any:
+    return axes[0] if len(axes) == 1 else tuple(axes)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def along(mesh: Mesh, axes: Sequence[str], dim: int, ndim: int) -> NamedSharding:
+    """Dimension `dim` of an `ndim`-dimensional array split over `axes`."""
+    spec = [None] * ndim
+    spec[dim] = _spec_entry(axes)
+    return NamedSharding(mesh, PartitionSpec(*spec))
+
+
+def place(tree: PyTree, sharding: Any) -> PyTree:
+    """Put every array leaf of `tree` on the mesh; `sharding(leaf)` says how.
+
+    Works in multi-process runs too (every process must pass the same values):
+    there the global array is assembled from each process's local shards.
+    """
+    single = jax.process_count() == 1
+
+    def put(x):
+        if not eqx.is_array(x):
+            return x
+        target = sharding(x)
+        if single:
+            return jax.device_put(x, target)
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, target, lambda i: host[i])
+
+    return jax.tree.map(put, tree)
+
+
+def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Every array of `tree` replicated on all devices of `mesh`."""
+    return place(tree, lambda x: replicated(mesh))
+
+
+def split_leading(tree: PyTree, mesh: Mesh, axes: Sequence[str]) -> PyTree:
+    """Every array of `tree` split along its leading axis over `axes`.
+
+    0-d arrays are replicated.
+    """
+    return place(
+        tree,
+        lambda x: along(mesh, axes, 0, x.ndim) if x.ndim else replicated(mesh),
+    )
+
+
+def constrain_leading(tree: PyTree, mesh: Mesh, axes: Sequence[str]) -> PyTree:
+    """Inside jit: keep the leading axis of every array of `tree` split."""
+    return jax.tree.map(
+        lambda x: jax.lax.with_sharding_constraint(x, along(mesh, axes, 0, x.ndim))
+        if eqx.is_array(x) and x.ndim
+        else x,
+        tree,
+    )
+
+
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
+class BatchShardedLoss(Loss):
+    """A loss whose batches are split over mesh axes along their batch axis.
+
+    Forwards every method to the wrapped loss after constraining each batched
+    array of the batch (inside jit) to be split along its batch axis, which
+    makes XLA partition the loss, and so the gradient, over the devices. Two
+    wrappers of the same loss, mesh, axes and batch axes compare equal, so
+    repeated fits share compilations.
+    """
+
+    def __init__(
+        self, loss: Loss, mesh: Mesh, axes: Sequence[str], batch_axes: PyTree
+    ):
+        self.loss = loss
+        self.mesh = mesh
+        self.axes = tuple(axes)
+        self.batch_axes = batch_axes
+        leaves, treedef = jax.tree.flatten(batch_axes, is_leaf=_is_none)
+        self._key = (loss, mesh, self.axes, tuple(leaves), treedef)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BatchShardedLoss) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def constrain(self, batch: PyTree) -> PyTree:
+        """`batch` with each batched array split along its batch axis."""
+        if batch is None:
+            return batch
+        full_axes, _ = broadcast_and_get_size(batch, self.batch_axes)
+        devices = axes_size(self.mesh, self.axes)
+
+        def split(axis, x):
+            if axis is None or not eqx.is_array(x):
+                return x
+            ndim = np.ndim(x)
+            axis = axis % ndim
+            if np.shape(x)[axis] % devices:
+                raise ValueError(
+                    f"A batch of {np.shape(x)[axis]} samples cannot be split "
+                    f"evenly over the {devices} devices of the mesh axes "
+                    f"{self.axes}: choose a batch_size divisible by {devices}."
+                )
+            return jax.lax.with_sharding_constraint(
+                x, along(self.mesh, self.axes, axis, ndim)
+            )
+
+        return jax.tree.map(split, full_axes, batch, is_leaf=_is_none)
+
+    def value(self, model: Any, batch: PyTree, run_state: Any) -> Any:
+        return self.loss.value(model, self.constrain(batch), run_state)
+
+    def __call__(self, model: Any, batch: PyTree, run_state: Any) -> Any:
+        return self.loss(model, self.constrain(batch), run_state)
+
+    def value_and_grad(
+        self, model: Any, batch: PyTree, run_state: Any
+    ) -> tuple[Any, PyTree]:
+        return self.loss.value_and_grad(model, self.constrain(batch), run_state)
+
+    def partitioned_value(
+        self, params: PyTree, static: PyTree, batch: PyTree, run_state: Any
+    ) -> Any:
+        return self.loss.partitioned_value(
+            params, static, self.constrain(batch), run_state
+        )
