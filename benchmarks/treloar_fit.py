@@ -34,7 +34,6 @@ import os
 import statistics
 import time
 
-
 os.environ.setdefault("EQX_ON_ERROR", "nan")
 
 import equinox as eqx  # noqa: E402
@@ -46,7 +45,6 @@ import optax  # noqa: E402
 
 import klax  # noqa: E402
 
-
 LEARNING_RATE = 2e-3
 BATCH_SIZE = 32
 CHUNK = 1000
@@ -55,7 +53,9 @@ CHUNK = 1000
 def load_uniaxial() -> tuple[np.ndarray, np.ndarray]:
     """Treloar's uniaxial stretches and nominal stresses (MPa), shape (25,)."""
     text = importlib.resources.files("klax.data").joinpath("treloar.csv").read_text()
-    rows = [r for r in csv.DictReader(text.splitlines()) if r["load_case"] == "uniaxial"]
+    rows = [
+        r for r in csv.DictReader(text.splitlines()) if r["load_case"] == "uniaxial"
+    ]
     stretch = np.array([float(r["stretch"]) for r in rows], dtype=np.float32)
     stress = np.array([float(r["nominal_stress_MPa"]) for r in rows], dtype=np.float32)
     return stretch, stress
@@ -153,10 +153,14 @@ def run_scan(x, y, steps):
     def run_chunk(params, opt_state):
         def step(carry, _):
             params, opt_state = carry
-            value, grad = klax.mse.value_and_grad(eqx.combine(params, static), data, None)
+            value, grad = klax.mse.value_and_grad(
+                eqx.combine(params, static), data, None
+            )
             updates, opt_state = optimizer.update(grad, opt_state, params)
             params = optax.apply_updates(params, updates)
-            params = eqx.filter(klax.apply(eqx.combine(params, static)), eqx.is_inexact_array)
+            params = eqx.filter(
+                klax.apply(eqx.combine(params, static)), eqx.is_inexact_array
+            )
             return (params, opt_state), value
 
         (params, opt_state), values = jax.lax.scan(
@@ -180,9 +184,26 @@ def main() -> None:
     )
     args = parser.parse_args()
     x, y = load_uniaxial()
+    # Warm up what every contender shares (building and constraining the model,
+    # eager kernels of the initializers), so the first run is not charged for it.
+    jax.block_until_ready(klax.apply(make_model(jr.key(0))))
+    compile_time = [0.0]
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kwargs: (
+            compile_time.__setitem__(0, compile_time[0] + duration)
+            if event == "/jax/core/compile/backend_compile_duration"
+            else None
+        )
+    )
     contenders = {
-        "a": ("klax.fit (log_every=1000, verbose=0)", lambda: run_fit(x, y, args.steps)),
-        "b": ("per-step jit loop, host batches", lambda: run_per_step(x, y, args.steps)),
+        "a": (
+            "klax.fit (log_every=1000, verbose=0)",
+            lambda: run_fit(x, y, args.steps),
+        ),
+        "b": (
+            "per-step jit loop, host batches",
+            lambda: run_per_step(x, y, args.steps),
+        ),
         "c": ("hand-fused lax.scan, 1000/call", lambda: run_scan(x, y, args.steps)),
         "d": (
             "klax.fit defaults (log_every=100, verbose=2)",
@@ -191,22 +212,32 @@ def main() -> None:
     }
     chosen = [c for c in "abcd" if c in args.only]
     times: dict[str, list[float]] = {c: [] for c in chosen}
+    compiles: dict[str, list[float]] = {c: [] for c in chosen}
     losses: dict[str, float] = {}
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs"
+    )
     print(f"{args.steps} steps, {args.runs} interleaved runs each\n")
     for run in range(args.runs):
         for c in chosen:
+            compile_time[0] = 0.0
             start = time.perf_counter()
             losses[c] = contenders[c][1]()
             times[c].append(time.perf_counter() - start)
-            print(f"run {run + 1} ({c}) {times[c][-1]:8.2f} s", flush=True)
+            compiles[c].append(compile_time[0])
+            print(
+                f"run {run + 1} ({c}) {times[c][-1]:8.2f} s "
+                f"(XLA compilation {compiles[c][-1]:.2f} s)",
+                flush=True,
+            )
     print()
-    print(f"{'':3}{'contender':46}{'min':>8}{'median':>8}{'max':>8}  final loss")
+    print("wall time in s, including compilation (median compile time in brackets)")
+    print(f"{'':4}{'contender':44}{'min':>8}{'median':>8}{'max':>8}  compile  loss")
     for c in chosen:
         t = times[c]
         print(
             f"({c}) {contenders[c][0]:44}{min(t):8.2f}{statistics.median(t):8.2f}"
-            f"{max(t):8.2f}  {losses[c]:.3e}"
+            f"{max(t):8.2f}  ({statistics.median(compiles[c]):5.2f})  {losses[c]:.3e}"
         )
     print("\nratios (min / median / max of the per-run ratios, runs paired in order):")
 

@@ -35,7 +35,6 @@ from klax.mechanics import (
     read_curves,
 )
 
-
 jax.config.update("jax_enable_x64", True)  # calibrate in float64
 FIGURES = pathlib.Path(__file__).resolve().parent.parent / "docs/examples/figures"
 TRAIN = ("uniaxial", "equibiaxial")

@@ -7,6 +7,17 @@ from ._datahandler import (
     batch_data as batch_data,
     split_data as split_data,
 )
+from ._ensemble import (
+    EnsembleOutput as EnsembleOutput,
+    best_member as best_member,
+    ensemble_member as ensemble_member,
+    ensemble_size as ensemble_size,
+    evaluate_ensemble as evaluate_ensemble,
+    fit_ensemble as fit_ensemble,
+    make_ensemble as make_ensemble,
+    split_ensemble as split_ensemble,
+    stack_ensemble as stack_ensemble,
+)
 from ._initializers import (
     Initializer as Initializer,
     SupportedInitializer as SupportedInitializer,

@@ -133,7 +133,8 @@ class History:
     `final_opt_state` is the optimizer state at the end (pass it as
     `init_opt_state` to [`klax.fit`][] to resume). `stop_step` and
     `stop_reason` are set when `klax.fit` stopped early because an update was
-    not finite (the step of the rejected update and why), else `None`.
+    not finite (the step of the rejected update and why), else `None`; after
+    [`klax.fit_ensemble`][] they are lists with one such entry per member.
 
     Example:
         >>> import klax
@@ -148,8 +149,8 @@ class History:
     total_time: float
     total_steps: int
     final_opt_state: Any
-    stop_step: int | None
-    stop_reason: str | None
+    stop_step: int | list[int | None] | None
+    stop_reason: str | list[str | None] | None
 
     def __init__(
         self,
@@ -158,8 +159,8 @@ class History:
         total_steps: int = -1,
         final_opt_state: Any = None,
         *,
-        stop_step: int | None = None,
-        stop_reason: str | None = None,
+        stop_step: int | list[int | None] | None = None,
+        stop_reason: str | list[str | None] | None = None,
     ):
         self.content = {} if content is None else content
         self.total_time = total_time
@@ -278,7 +279,12 @@ class History:
         self.total_time = max(self.total_time, 0.0) + max(other.total_time, 0.0)
         self.total_steps = offset + max(other.total_steps, 0)
         self.final_opt_state = other.final_opt_state
-        self.stop_step = None if other.stop_step is None else offset + other.stop_step
+        if isinstance(other.stop_step, list):  # an ensemble: one entry per member
+            self.stop_step = [None if s is None else offset + s for s in other.stop_step]
+        else:
+            self.stop_step = (
+                None if other.stop_step is None else offset + other.stop_step
+            )
         self.stop_reason = other.stop_reason
 
 
@@ -397,10 +403,7 @@ class MetricLogger(Callback):
             value = jax.device_get(m(context))
             self.history.append(step, m.name, value)
             if m.verbose and self.verbose > 0:
-                try:
-                    parts.append(f"{m.name}: {value:.4e}")
-                except (TypeError, ValueError):
-                    parts.append(f"{m.name}: {value!s}")
+                parts.append(self._describe(m.name, value))
         if self.verbose == 1:
             print(
                 f"Step {step:>{self.steps_str_length}}/{context.steps}: "
@@ -414,6 +417,13 @@ class MetricLogger(Callback):
             self._advance_bar(step)
             bar.refresh()  # show the new postfix with the new step count
         return None
+
+    def _describe(self, name: str, value: Any) -> str:
+        """How `verbose` 1 and 2 show a metric value (`"name: 1.2345e-02"`)."""
+        try:
+            return f"{name}: {value:.4e}"
+        except (TypeError, ValueError):
+            return f"{name}: {value!s}"
 
     def on_training_end(self, context: Any) -> None:
         """Store the run's time, step count and final optimizer state; close the bar."""

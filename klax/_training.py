@@ -23,6 +23,7 @@ from ._loop import (
     with_extra_args,
 )
 from ._losses import Loss, mse
+from ._sharding import BatchShardedLoss, replicate, resolve_mesh
 from ._trainstate import TrainingContext
 from ._wrappers import apply
 
@@ -187,6 +188,7 @@ def fit(
     verbose: int = 2,
     callbacks: Sequence[Callback] | None = None,
     batch_offset: int = 0,
+    mesh: Any = None,
     key: PRNGKeyArray,
 ) -> tuple[TModel, History | None]:
     """Train `model` on `data` with an optax optimizer; returns model and history.
@@ -233,6 +235,16 @@ def fit(
     device). Step numbers of the second run start at 0 again; `extend` shifts
     them. The same `key` and data always give the same result.
 
+    **Several devices.** With `mesh`, training is data parallel on the mesh's
+    devices: the model and optimizer state are replicated, each batch is split
+    along its batch axis over all mesh axes (`NamedSharding`; XLA partitions
+    the loss and sums the gradient across devices), so the batch size must be
+    divisible by the number of devices. The results equal the one-device
+    results up to round-off. For several hosts, call
+    `jax.distributed.initialize()` in every process and build the mesh from
+    `jax.devices()`; every process runs the same `fit` call. To train many
+    models at once, member parallel, see [`klax.fit_ensemble`][].
+
     **Arguments:**
 
     - `model`: the model (an Equinox module; may contain wrappers and
@@ -261,6 +273,9 @@ def fit(
     - `batch_offset`: the number of batches of the sequence given by `key` to
       skip before training; pass `history.total_steps` of the previous run to
       resume exactly. (Keyword only argument.)
+    - `mesh`: None (one device; the default), a `jax.sharding.Mesh`, or
+      `"all"` (a one-dimensional mesh over every device): train data
+      parallel on the mesh's devices (see above). (Keyword only argument.)
     - `key`: a JAX PRNG key for the batches. (Keyword only argument.)
 
     **Returns:**
@@ -297,6 +312,7 @@ def fit(
             f"`update`), e.g. `optax.adam(1e-3)`; got {optimizer!r}."
         )
     callbacks = _check_callbacks(callbacks)
+    mesh = resolve_mesh(mesh, "klax.fit")
 
     params = eqx.filter(model, eqx.is_inexact_array)
     if init_opt_state is None:
@@ -307,8 +323,12 @@ def fit(
     model = apply(model)
     bkey, key = jr.split(key)
     batch_generator = batcher(data, batch_size, batch_axes, key=bkey)
+    train_loss = loss
+    if mesh is not None:  # data parallel: state replicated, each batch split
+        model, opt_state, run_state = replicate((model, opt_state, run_state), mesh)
+        train_loss = BatchShardedLoss(loss, mesh, mesh.axis_names, batch_axes)
     context = TrainingContext(
-        model, optimizer, opt_state, batch_generator, run_state, loss, steps
+        model, optimizer, opt_state, batch_generator, run_state, train_loss, steps
     )
 
     logger = None

@@ -2,7 +2,7 @@
 # Everything CI checks. Run through `make test` (which prepares .venv).
 #
 # Stages: tests, doctests, public API check, ruff (lint + format), pyright,
-# every example in --quick mode, and the strict docs build. Every stage runs
+# every example in --quick mode, the README example, and the strict docs build. Every stage runs
 # even when an earlier one failed; the script exits non-zero at the end if any
 # stage failed, and lists which.
 set -uo pipefail
@@ -90,6 +90,16 @@ examples_quick() {
   printf '%s\n' examples/*.py | xargs -P 2 -I{} bash -c 'run_example "$1"' _ {}
 }
 
+readme_example() {
+  # The ```python block of README.md must run as it is.
+  awk '/^```python$/{f=1; next} /^```$/{f=0} f' README.md >"$TMP/readme_example.py"
+  if [ ! -s "$TMP/readme_example.py" ]; then
+    echo "README.md has no \`\`\`python block" >&2
+    return 1
+  fi
+  JAX_NUMPY_RANK_PROMOTION=raise "$BIN/python" "$TMP/readme_example.py"
+}
+
 docs_build() {
   # A broken cross-reference, link, snippet or an undocumented public name fails.
   "$BIN/mkdocs" build --strict --site-dir "$TMP/site"
@@ -102,6 +112,7 @@ stage "ruff check" ruff_lint
 stage "ruff format --check" ruff_format
 stage "pyright" pyright_check
 stage "examples (--quick)" examples_quick
+stage "README example" readme_example
 stage "docs (mkdocs build --strict)" docs_build
 
 if [ "${#FAILED[@]}" -gt 0 ]; then

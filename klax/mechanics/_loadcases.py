@@ -24,6 +24,7 @@ from typing import Literal, get_args
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
@@ -321,6 +322,14 @@ def compressible_load_case(
     _check_W(W, "compressible_load_case")
     check_load_case(load_case, "compressible_load_case")
     lam = _stretch_array(stretch, "compressible_load_case")
+    tol = float(np.sqrt(np.finfo(lam.dtype).eps))
+    rtol = tol if rtol is None else float(rtol)
+    atol = tol if atol is None else float(atol)
+    return _solve_compressible(W, load_case, lam, rtol, atol, max_steps)
+
+
+@eqx.filter_jit
+def _solve_compressible(W, load_case, lam, rtol, atol, max_steps):
     dynamic, static = eqx.partition(W, eqx.is_array)
 
     def stretches_of(lam, t):
@@ -332,10 +341,6 @@ def compressible_load_case(
         return lam, one, t
 
     residual_index = 1 if load_case == "uniaxial" else 2
-
-    tol = float(jnp.sqrt(jnp.finfo(lam.dtype).eps))
-    rtol = tol if rtol is None else rtol
-    atol = tol if atol is None else atol
 
     def lateral_stress(log_t, dynamic, lam):
         potential = eqx.combine(dynamic, static)
