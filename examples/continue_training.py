@@ -4,8 +4,9 @@ A first call of `klax.fit` trains a convex network (FICNN) for a while; the
 model and its history (which holds the final optimizer state) are saved.
 Later they are loaded again, and a second call continues from where the first
 one stopped: `init_opt_state=history.final_opt_state` keeps Adam's moment
-estimates and step count, and `History.extend` appends the second history
-with its steps shifted, so the two runs read as one.
+estimates and step count, `batch_offset=history.total_steps` continues the
+sequence of batches, and `History.extend` appends the second history with its
+steps shifted. The result equals one uninterrupted run.
 
 Run: `python examples/continue_training.py [--quick] [--out DIR]`.
 """
@@ -16,6 +17,7 @@ import pathlib
 import tempfile
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import optax
@@ -33,23 +35,23 @@ def make_model(key):
 
 def main(quick: bool, out: pathlib.Path) -> None:
     steps = 40 if quick else 1500
-    key_data, key_model, key_fit1, key_fit2 = jr.split(jr.key(0), 4)
+    key_data, key_model, key_fit = jr.split(jr.key(0), 3)
     x = jr.uniform(key_data, (512, 2), minval=-1.0, maxval=1.0)
     y = jnp.log(jnp.exp(2 * x[:, 0]) + jnp.exp(x[:, 1])) + jnp.sum(x**2, axis=-1)
     train, valid = klax.split_data((x, y), (0.8, 0.2), key=key_data)
     options = dict(
         validation_data=valid,
-        steps=steps,
         optimizer=optax.adam(3e-3),
         log_every=max(steps // 30, 1),
         verbose=0,
+        key=key_fit,
     )
 
     # %% First run; save the (unfinalized) model and the history.
     with tempfile.TemporaryDirectory() as workdir:
         model_file = pathlib.Path(workdir) / "model.eqx"
         history_file = pathlib.Path(workdir) / "history.pkl"
-        model, history = klax.fit(make_model(key_model), train, key=key_fit1, **options)
+        model, history = klax.fit(make_model(key_model), train, steps=steps, **options)
         eqx.tree_serialise_leaves(model_file, model)
         history.save(history_file)
 
@@ -59,18 +61,36 @@ def main(quick: bool, out: pathlib.Path) -> None:
     model, more = klax.fit(
         model,
         train,
-        init_opt_state=history.final_opt_state,
-        key=key_fit2,
+        steps=steps,
+        init_opt_state=history.final_opt_state,  # Adam's moments and step count
+        batch_offset=history.total_steps,  # skip the batches already used
         **options,
     )
     history.extend(more)
     print(f"total steps {history.total_steps}, time {history.total_time:.1f} s")
     print(f"validation loss at the end: {history['validation_loss'][1][-1]:.3e}")
 
+    # %% The same key and data give the same batches, so the two runs together
+    # equal one uninterrupted run of 2 * steps.
+    reference, ref_history = klax.fit(
+        make_model(key_model), train, steps=2 * steps, **options
+    )
+    difference = max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(
+            jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)),
+            jax.tree.leaves(eqx.filter(reference, eqx.is_inexact_array)),
+            strict=True,
+        )
+    )
+    print(f"largest parameter difference to one run of {2 * steps} steps: {difference}")
+
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
     history.plot(ax=ax)
-    ax.axvline(steps, color="0.5", linestyle=":", label="resumed")
+    ref_steps, ref_values = ref_history["validation_loss"]
+    ax.plot(ref_steps, ref_values, "k:", label="uninterrupted run")
+    ax.axvline(steps, color="0.5", linestyle="--", label="resumed")
     ax.set(xlabel="Step", yscale="log", title="Two runs, one history")
     ax.legend()
     out.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,7 @@ def make_ensemble(
             f"model`; got {make_model!r} of type {type(make_model).__name__}."
         )
     n = _check_positive(n, "klax.make_ensemble(n=...)")
-    return eqx.filter_vmap(make_model)(jr.split(key, n))
+    return eqx.filter_jit(eqx.filter_vmap(make_model))(jr.split(key, n))
 
 
 def _check_positive(value: Any, where: str) -> int:

@@ -2,9 +2,9 @@
 # Everything CI checks. Run through `make test` (which prepares .venv).
 #
 # Stages: tests, doctests, public API check, ruff (lint + format), pyright,
-# every example in --quick mode, the README example, and the strict docs build. Every stage runs
-# even when an earlier one failed; the script exits non-zero at the end if any
-# stage failed, and lists which.
+# every example in --quick mode, the README example, and the strict docs build.
+# Every stage runs even when an earlier one failed; the script exits non-zero
+# at the end if any stage failed, and lists which.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin

@@ -1,0 +1,486 @@
+"""Physics of the PANN potentials: every row of the table in MECHANICS.md (c).
+
+float64 throughout (module-wide x64). Models: freshly initialised networks
+with several keys, randomly perturbed parameters, and one briefly trained
+incompressible PANN. Tolerances: 1e-12 for exact identities (values of order
+one), 1e-10 for convexity inequalities, 1e-6 (relative) for central finite
+differences. The functions under test are compiled once per model structure
+(`eqx.filter_jit`), so the many evaluations stay cheap.
+"""
+
+import equinox as eqx
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+import pytest
+from hypothesis import given
+
+import klax
+import klax.mechanics as km
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _x64():
+    with jax.enable_x64(True):
+        yield
+
+
+KEYS = (0, 1, 2)
+FIBRE = np.array([0.6, 0.0, 0.8])
+SCALE = (55.0, 7660.0)  # the Treloar input scales of klax-calibrate
+
+
+def rotation(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    angle = np.linalg.norm(v)
+    if angle < 1e-12:
+        return np.eye(3)
+    k = v / angle
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
+
+
+def random_F(rng, n, unimodular=False, low=0.5, high=2.0):
+    """`F = R U`, `U` symmetric positive definite with eigenvalues in [low, high]."""
+    out = np.empty((n, 3, 3))
+    for i in range(n):
+        R, V = rotation(rng.normal(size=3)), rotation(rng.normal(size=3))
+        ev = rng.uniform(low, high, size=3)
+        if unimodular:
+            ev = ev / np.prod(ev) ** (1 / 3)
+        out[i] = R @ (V * ev[None, :]) @ V.T
+    return out
+
+
+vectors = st.lists(st.floats(-3.0, 3.0), min_size=3, max_size=3)
+stretches = st.lists(st.floats(0.5, 2.0), min_size=3, max_size=3)
+
+
+@st.composite
+def deformations(draw):
+    R, V = rotation(draw(vectors)), rotation(draw(vectors))
+    return R @ (V * np.array(draw(stretches))[None, :]) @ V.T
+
+
+def perturb(model, key, size=0.5):
+    """Randomly change every network parameter, then enforce the constraints."""
+    params, static = eqx.partition(model.network, eqx.is_inexact_array)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jr.split(key, len(leaves))
+    leaves = [x + size * jr.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
+    network = klax.apply(eqx.combine(jax.tree.unflatten(treedef, leaves), static))
+    return eqx.tree_at(lambda m: m.network, model, network)
+
+
+def _trained_incompressible():
+    curves = km.read_curves()
+    data = km.stress_data(curves, ["uniaxial", "equibiaxial"])
+    model = km.IncompressiblePANN([4, 4], input_scale=SCALE, key=jr.key(10))
+    model, _ = klax.fit(
+        model, tuple(jnp.asarray(a) for a in data), batch_size=32, steps=30,
+        loss=km.stress_loss, optimizer=optax.adam(1e-2), make_logger=False,
+        key=jr.key(11),
+    )
+    return model
+
+
+@pytest.fixture(scope="module")
+def incompressible():
+    models = [km.IncompressiblePANN([4, 4], input_scale=SCALE, key=jr.key(k)) for k in KEYS]
+    models.append(perturb(models[0], jr.key(99)))
+    models.append(_trained_incompressible())
+    return [klax.finalize(m) for m in models]
+
+
+@pytest.fixture(scope="module")
+def compressible():
+    models = [km.CompressiblePANN([4, 4], key=jr.key(k)) for k in KEYS]
+    models.append(perturb(models[0], jr.key(98)))
+    return [klax.finalize(m) for m in models]
+
+
+@pytest.fixture(scope="module")
+def transverse():
+    G = km.structural_tensor(jnp.asarray(FIBRE))
+    models = [km.TransverselyIsotropicPANN(G, [4, 4], key=jr.key(k)) for k in KEYS]
+    models.append(perturb(models[0], jr.key(97)))
+    return [klax.finalize(m) for m in models]
+
+
+@pytest.fixture(scope="module")
+def variants():
+    """Other structures: reduced and classical-I5 transverse models."""
+    G = km.structural_tensor(jnp.asarray(FIBRE))
+    return [
+        klax.finalize(km.TransverselyIsotropicPANN(G, [4], reduced=True, key=jr.key(5))),
+        klax.finalize(
+            km.TransverselyIsotropicPANN(G, [4], polyconvex_i5=False, key=jr.key(6))
+        ),
+    ]
+
+
+@pytest.fixture(scope="module")
+def all_models(incompressible, compressible, transverse):
+    return incompressible + compressible + transverse
+
+
+# ---------------------------------------------------------------------------
+# Compiled evaluations
+
+
+@eqx.filter_jit
+def mechanics(W, F, Q):
+    """Energy, stresses and tangent at F, and the energy/stresses at QF and FQ."""
+    P, S, sigma, A = (
+        km.first_piola(W, F), km.second_piola(W, F), km.cauchy(W, F), km.tangent(W, F)
+    )
+    QF, FQ = Q @ F, F @ Q
+    return dict(
+        W=W(F), P=P, S=S, sigma=sigma, A=A, W_QF=W(QF), P_QF=km.first_piola(W, QF),
+        sigma_QF=km.cauchy(W, QF), W_FQ=W(FQ),
+    )
+
+
+@eqx.filter_jit
+def reference(W):
+    eye = jnp.eye(3)
+    return W(eye), km.first_piola(W, eye)
+
+
+@eqx.filter_jit
+def energies(W, Fs):
+    return jax.vmap(W)(Fs)
+
+
+@eqx.filter_jit
+def load_curves(W, lam):
+    ad = jnp.stack([km.nominal_stress_11(W, c, lam) for c in km.LOAD_CASES])
+    closed = jnp.stack(
+        [km.isotropic_nominal_stress_11(W.isotropic_energy, c, lam) for c in km.LOAD_CASES]
+    )
+    slopes = jnp.stack(
+        [jax.grad(lambda l, c=c: km.nominal_stress_11(W, c, l))(1.0) for c in km.LOAD_CASES]
+    )
+    return ad, closed, slopes, W.initial_shear_modulus()
+
+
+def _lifted_inputs(F):
+    F = jnp.asarray(F)
+    return F, km.cofactor(F), jnp.linalg.det(F)
+
+
+@eqx.filter_jit
+def lifted_convexity_gap(W, a, b, t):
+    """t f(a) + (1 - t) f(b) - f(t a + (1 - t) b) along segments in (X, Y, δ)."""
+
+    def one(a, b, t):
+        mix = jax.tree.map(lambda u, v: t * u + (1 - t) * v, a, b)
+        return t * W.lifted_energy(*a) + (1 - t) * W.lifted_energy(*b) - W.lifted_energy(*mix)
+
+    return jax.vmap(one)(a, b, t)
+
+
+@eqx.filter_jit
+def rank_one_values(W, Fs, a, b):
+    def one(F, a, b):
+        return jnp.einsum("i,J,iJkL,k,L->", a, b, km.tangent(W, F), a, b)
+
+    return jax.vmap(one)(Fs, a, b)
+
+
+# ---------------------------------------------------------------------------
+# Network: convexity and monotonicity
+
+
+@eqx.filter_jit
+def network_checks(net, x, y, t):
+    mix = jax.vmap(lambda a, b, s: net(s * a + (1 - s) * b))(x, y, t)
+    chord = t * jax.vmap(net)(x) + (1 - t) * jax.vmap(net)(y)
+    hessian_eigs = jax.vmap(lambda a: jnp.linalg.eigvalsh(jax.hessian(net)(a)))(x)
+    gradients = jax.vmap(jax.grad(net))(x)
+    return chord - mix, hessian_eigs, gradients
+
+
+def _network_checks(network, n_inputs, monotone, rng):
+    x = jnp.asarray(rng.normal(size=(64, n_inputs)) * 2.0)
+    y = jnp.asarray(rng.normal(size=(64, n_inputs)) * 2.0)
+    t = jnp.asarray(rng.uniform(size=(64,)))
+    gap, eigs, grads = network_checks(network, x, y, t)
+    assert float(jnp.min(gap)) >= -1e-10
+    assert float(jnp.min(eigs)) >= -1e-10
+    assert float(jnp.min(grads[:, np.asarray(monotone)])) >= -1e-12
+
+
+def test_network_convexity_and_monotonicity(incompressible, compressible, transverse):
+    rng = np.random.default_rng(0)
+    for W in incompressible:
+        _network_checks(W.network, 2, [True, True], rng)
+    for W in compressible:
+        _network_checks(W.network, 4, [True, True, False, False], rng)
+    for W in transverse[:-1]:
+        _network_checks(W.network, 6, [True, True, False, False, True, True], rng)
+
+
+# ---------------------------------------------------------------------------
+# Polyconvexity, rank-one convexity
+
+
+def test_polyconvexity_in_lifted_space(all_models):
+    rng = np.random.default_rng(1)
+    n = 64
+    # Independent X (for F), Y (for cof F) and δ > 0 (for det F).
+    a = (rng.normal(size=(n, 3, 3)) + np.eye(3), rng.normal(size=(n, 3, 3)) + np.eye(3),
+         rng.uniform(0.2, 3.0, size=n))
+    b = (rng.normal(size=(n, 3, 3)) + np.eye(3), rng.normal(size=(n, 3, 3)) + np.eye(3),
+         rng.uniform(0.2, 3.0, size=n))
+    t = rng.uniform(size=n)
+    a, b = jax.tree.map(jnp.asarray, (a, b))
+    for W in all_models:
+        gap = lifted_convexity_gap(W, a, b, jnp.asarray(t))
+        assert float(jnp.min(gap)) >= -1e-10 * float(jnp.max(jnp.abs(gap)) + 1.0)
+
+
+@eqx.filter_jit
+def lifted_and_direct(W, F):
+    return W.lifted_energy(*_lifted_inputs(F)), W(F)
+
+
+def test_lifted_energy_is_the_energy(all_models):
+    F = jnp.asarray(random_F(np.random.default_rng(2), 1)[0])
+    for W in all_models:
+        lifted, direct = lifted_and_direct(W, F)
+        np.testing.assert_allclose(lifted, direct, rtol=1e-13)
+
+
+def test_rank_one_convexity(all_models):
+    rng = np.random.default_rng(3)
+    n = 32
+    Fs = jnp.asarray(random_F(rng, n))
+    a, b = jnp.asarray(rng.normal(size=(n, 3))), jnp.asarray(rng.normal(size=(n, 3)))
+    for W in all_models:
+        assert float(jnp.min(rank_one_values(W, Fs, a, b))) >= -1e-10
+
+
+# ---------------------------------------------------------------------------
+# Normalisation
+
+
+def test_zero_energy_and_stress_at_reference(incompressible, compressible, transverse):
+    for W in incompressible + compressible + transverse:
+        energy, P = reference(W)
+        assert abs(float(energy)) < 1e-12
+        if W not in incompressible:
+            assert float(jnp.max(jnp.abs(P))) < 1e-12
+    for W in incompressible:
+        ad, closed, _, _ = load_curves(W, jnp.array([1.0, 1.5]))
+        np.testing.assert_allclose(ad[:, 0], 0.0, atol=1e-12)
+        np.testing.assert_allclose(closed[:, 0], 0.0, atol=1e-12)
+
+
+def test_variants(variants):
+    """Reduced and classical-I5 transverse models: normalised, objective, symmetric."""
+    F = jnp.asarray(random_F(np.random.default_rng(9), 1)[0])
+    Q = jnp.asarray(rotation([0.3, -1.1, 0.5]))
+    for W in variants:
+        energy, P = reference(W)
+        assert abs(float(energy)) < 1e-12 and float(jnp.max(jnp.abs(P))) < 1e-12
+        out = mechanics(W, F, Q)
+        np.testing.assert_allclose(out["W_QF"], out["W"], atol=1e-12)
+        np.testing.assert_allclose(out["P"] @ F.T, F @ out["P"].T, atol=1e-12)
+
+
+def test_normalisation_for_many_parameters(compressible, transverse):
+    """Zero energy and stress at F = I hold for any parameters (spec B.4)."""
+    for base in (compressible[0], transverse[0]):
+        for k in range(4):
+            energy, P = reference(perturb(base, jr.key(200 + k), size=2.0))
+            assert abs(float(energy)) < 1e-12
+            assert float(jnp.max(jnp.abs(P))) < 1e-11
+
+
+# ---------------------------------------------------------------------------
+# Stress correctness and load cases
+
+
+def test_stress_against_finite_differences(all_models):
+    F = jnp.asarray(random_F(np.random.default_rng(4), 1)[0])
+    h = 1e-6
+    directions = jnp.eye(9).reshape(9, 3, 3) * h
+    shifted = jnp.concatenate([F[None] + directions, F[None] - directions])
+    for W in all_models:
+        out = mechanics(W, F, jnp.eye(3))
+        values = energies(W, shifted)
+        fd = ((values[:9] - values[9:]) / (2 * h)).reshape(3, 3)
+        np.testing.assert_allclose(out["P"], fd, rtol=1e-6, atol=1e-8)
+
+
+def test_closed_form_slopes_and_tension(incompressible):
+    lam = jnp.array([0.5, 0.7, 0.9, 1.1, 1.5, 2.5, 4.0, 7.0])
+    for W in incompressible:
+        ad, closed, slopes, mu0 = load_curves(W, lam)
+        np.testing.assert_allclose(ad, closed, atol=1e-10 * float(jnp.max(jnp.abs(ad))))
+        assert float(mu0) > 0
+        np.testing.assert_allclose(slopes, [3 * mu0, 6 * mu0, 4 * mu0], rtol=1e-9)
+        # Tension gives tension (W_1, W_2 >= 0), compression gives compression.
+        assert bool(jnp.all(ad[:, lam > 1] > 0)) and bool(jnp.all(ad[:, lam < 1] < 0))
+
+
+# ---------------------------------------------------------------------------
+# Symmetries
+
+
+@given(deformations(), vectors)
+def test_stress_symmetry_objectivity_isotropy(models, F, v):
+    Q = jnp.asarray(rotation(v))
+    F = jnp.asarray(F)
+    for kind, W in models:
+        out = mechanics(W, F, Q)
+        P, S, sigma, A = out["P"], out["S"], out["sigma"], out["A"]
+        scale = 1.0 + float(jnp.max(jnp.abs(P)))
+        np.testing.assert_allclose(S, S.T, atol=1e-12 * scale)
+        np.testing.assert_allclose(sigma, sigma.T, atol=1e-12 * scale)
+        np.testing.assert_allclose(P @ F.T, F @ P.T, atol=1e-12 * scale)
+        np.testing.assert_allclose(out["W_QF"], out["W"], atol=1e-12 * scale)
+        np.testing.assert_allclose(out["P_QF"], Q @ P, atol=1e-12 * scale)
+        np.testing.assert_allclose(out["sigma_QF"], Q @ sigma @ Q.T, atol=1e-12 * scale)
+        np.testing.assert_allclose(A, A.transpose(2, 3, 0, 1), atol=1e-11 * scale)
+        if kind == "isotropic":
+            np.testing.assert_allclose(out["W_FQ"], out["W"], atol=1e-12 * scale)
+
+
+@pytest.fixture(scope="module")
+def models(incompressible, compressible, transverse):
+    return [("isotropic", incompressible[-1]), ("isotropic", compressible[0]),
+            ("transverse", transverse[0])]
+
+
+def test_transverse_isotropy(transverse):
+    rng = np.random.default_rng(5)
+    n = FIBRE / np.linalg.norm(FIBRE)
+    normal = np.cross(n, [0.0, 1.0, 0.0])
+    normal /= np.linalg.norm(normal)
+    F = jnp.asarray(random_F(rng, 1)[0])
+    for W in transverse:
+        base = float(mechanics(W, F, jnp.eye(3))["W"])
+        for angle in (0.3, 1.7, -2.5):
+            about_fibre = jnp.asarray(rotation(angle * n))
+            assert abs(float(mechanics(W, F, about_fibre)["W_FQ"]) - base) < 1e-12
+        for axis in (normal, np.cross(n, normal)):  # 180° about normals to a
+            flip = jnp.asarray(rotation(np.pi * axis))
+            assert abs(float(mechanics(W, F, flip)["W_FQ"]) - base) < 1e-12
+        generic = jnp.asarray(rotation([0.4, -0.9, 0.2]))
+        assert abs(float(mechanics(W, F, generic)["W_FQ"]) - base) > 1e-6
+
+
+# ---------------------------------------------------------------------------
+# Reference tangent, growth, non-negativity
+
+
+@eqx.filter_jit
+def reference_voigt(W):
+    return km.voigt_tangent(W, jnp.eye(3))
+
+
+def test_reference_tangent_positive(incompressible, compressible, transverse):
+    for W in compressible + transverse:
+        D = reference_voigt(W)
+        assert float(jnp.min(jnp.linalg.eigvalsh(D))) > 0
+    for W in compressible:
+        D = reference_voigt(W)
+        mu, lam = D[3, 3], D[0, 1]
+        assert float(mu) > 0 and float(lam + 2 * mu / 3) > 0
+    for W in incompressible:
+        assert float(load_curves(W, jnp.array([1.0, 1.5]))[3]) > 0
+
+
+def test_growth(compressible, transverse):
+    small = jnp.array([1e-1, 1e-2, 1e-3, 1e-4])
+    large = jnp.array([10.0, 1e2, 1e3, 1e4])
+    scaled = jnp.concatenate([small, large])[:, None, None] * jnp.eye(3)[None]
+    for W in compressible + transverse:
+        values = energies(W, scaled)
+        w_small, w_large = values[:4], values[4:]
+        assert bool(jnp.all(jnp.diff(w_small) > 0)) and float(w_small[-1]) > 1e10
+        assert bool(jnp.all(jnp.diff(w_large) > 0)) and float(w_large[-1]) > 1e10
+
+
+def test_non_negativity(incompressible, compressible, transverse):
+    rng = np.random.default_rng(6)
+    general = jnp.asarray(random_F(rng, 2000))
+    unimodular = jnp.asarray(random_F(rng, 2000, unimodular=True))
+    both = jnp.concatenate([general, unimodular])
+    for W in incompressible:
+        assert float(jnp.min(energies(W, both))) >= -1e-12
+    # Not guaranteed for compressible potentials: checked by sampling, as
+    # Linden et al. (2023) do.
+    for W in compressible + transverse:
+        assert float(jnp.min(energies(W, both))) >= -1e-12
+
+
+# ---------------------------------------------------------------------------
+# Transformations, wrappers, errors
+
+
+def test_jit_vmap_grad_wrt_parameters(incompressible):
+    W = incompressible[-1]
+    Fs = jnp.asarray(random_F(np.random.default_rng(7), 18))
+    eager = jnp.stack([W(F) for F in Fs[:3]])
+    np.testing.assert_allclose(energies(W, Fs)[:3], eager, rtol=1e-14)
+
+    def loss(W):
+        return jnp.sum(jax.vmap(lambda F: km.first_piola(W, F)[0, 0])(Fs) ** 2)
+
+    grads = eqx.filter_jit(eqx.filter_grad(loss))(W)
+    leaves = jax.tree.leaves(grads)
+    assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)
+
+
+def test_softplus_reparametrisation_keeps_the_potential():
+    model = km.IncompressiblePANN([4], input_scale=SCALE, key=jr.key(3))
+    soft = km.reparametrize_nonnegative(model)
+    assert not klax.contains_constraints(soft) and klax.contains_unwrappables(soft)
+    F = jnp.asarray(random_F(np.random.default_rng(8), 18))
+    np.testing.assert_allclose(
+        energies(klax.finalize(soft), F), energies(klax.finalize(model), F), rtol=1e-9
+    )
+    assert np.all(np.asarray(klax.unwrap(soft.network.layers[1].linear_y.weights[0])) > 0)
+
+
+def test_partially_monotone_network_free_inputs():
+    net = km.PartiallyMonotoneFICNN((True, False), [4, 4], key=jr.key(0))
+    assert klax.contains_constraints(net)
+    final = klax.finalize(net)
+    # The free input may act with either sign: its weights are unconstrained.
+    free_weight = final.layers[0].weights[1]
+    assert free_weight.shape == (1, 4) and float(jnp.min(free_weight)) < 0
+    assert final(jnp.zeros(2)).shape == ()
+    affine = klax.finalize(km.PartiallyMonotoneFICNN((True,), [], key=jr.key(1)))
+    assert affine(jnp.ones(1)).shape == ()
+    with pytest.raises(ValueError, match=r"input of shape \(2,\)"):
+        final(jnp.zeros(3))
+    with pytest.raises(TypeError, match="list/tuple of bools"):
+        km.PartiallyMonotoneFICNN("ab", [4], key=jr.key(0))  # pyright: ignore[reportArgumentType]
+    with pytest.raises(ValueError, match="non-empty"):
+        km.PartiallyMonotoneFICNN((), [4], key=jr.key(0))
+
+
+def test_construction_and_call_errors():
+    with pytest.raises(ValueError, match="'polyconvex' or 'isochoric'"):
+        km.IncompressiblePANN(invariants="other", key=jr.key(0))  # pyright: ignore[reportArgumentType]
+    with pytest.raises(ValueError, match="input_scale"):
+        km.IncompressiblePANN(input_scale=(1.0, -1.0), key=jr.key(0))
+    with pytest.raises(ValueError, match="width_sizes"):
+        km.CompressiblePANN([0], key=jr.key(0))
+    with pytest.raises(ValueError, match="growth"):
+        km.CompressiblePANN(growth=-1.0, key=jr.key(0))
+    with pytest.raises(ValueError, match=r"structural tensor G of shape \(3, 3\)"):
+        km.TransverselyIsotropicPANN(jnp.ones(3), key=jr.key(0))
+    model = km.IncompressiblePANN([4], key=jr.key(0))
+    with pytest.raises(klax.ContainsUnwrappablesError, match="klax.finalize"):
+        model(jnp.eye(3))
+    with pytest.raises(Exception, match="J = det F > 0"):
+        eqx.filter_jit(lambda W, F: W(F))(klax.finalize(model), -jnp.eye(3))
