@@ -33,7 +33,7 @@ def make_model(key):
     return klax.nn.FICNN(2, "scalar", [16, 16], key=key)
 
 
-def main(quick: bool, out: pathlib.Path) -> None:
+def main(quick: bool, out: pathlib.Path | None) -> None:
     steps = 40 if quick else 1500
     key_data, key_model, key_fit = jr.split(jr.key(0), 3)
     x = jr.uniform(key_data, (512, 2), minval=-1.0, maxval=1.0)
@@ -93,13 +93,19 @@ def main(quick: bool, out: pathlib.Path) -> None:
     ax.axvline(steps, color="0.5", linestyle="--", label="resumed")
     ax.set(xlabel="Step", yscale="log", title="Two runs, one history")
     ax.legend()
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "continue_training.png", dpi=110)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out / "continue_training.png", dpi=110)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps only")
-    parser.add_argument("--out", type=pathlib.Path, default=FIGURES)
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        help="where to save the figure (default: docs/examples/figures for a full "
+        "run; not saved with --quick)",
+    )
     args = parser.parse_args()
-    main(args.quick, args.out)
+    main(args.quick, args.out or (None if args.quick else FIGURES))

@@ -42,7 +42,7 @@ def make_data(key, n: int = 96):
     return x, y
 
 
-def main(quick: bool, out: pathlib.Path) -> None:
+def main(quick: bool, out: pathlib.Path | None) -> None:
     steps = 50 if quick else 3000
     key_data, key_split, key_models, key_fit = jr.split(jr.key(0), 4)
     train, valid = klax.split_data(make_data(key_data), (0.8, 0.2), key=key_split)
@@ -98,13 +98,19 @@ def main(quick: bool, out: pathlib.Path) -> None:
     ax_h.plot(steps_logged, valid_losses[:, index], "C3-", label=f"best ({index})")
     ax_h.set(xlabel="Step", yscale="log", title="Validation loss per member")
     ax_h.legend()
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "ensembles.png", dpi=110)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out / "ensembles.png", dpi=110)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps only")
-    parser.add_argument("--out", type=pathlib.Path, default=FIGURES)
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        help="where to save the figure (default: docs/examples/figures for a full "
+        "run; not saved with --quick)",
+    )
     args = parser.parse_args()
-    main(args.quick, args.out)
+    main(args.quick, args.out or (None if args.quick else FIGURES))

@@ -25,7 +25,7 @@ FIGURES = pathlib.Path(__file__).resolve().parent.parent / "docs/examples/figure
 
 
 # %%
-def main(quick: bool, out: pathlib.Path) -> None:
+def main(quick: bool, out: pathlib.Path | None) -> None:
     steps = 50 if quick else 2000
     key_data, key_split, key_model, key_fit = jr.split(jr.key(0), 4)
 
@@ -64,13 +64,19 @@ def main(quick: bool, out: pathlib.Path) -> None:
     ax_f.plot(t, jax.vmap(f)(line), "C1--", label="FICNN")
     ax_f.set(xlabel="$x_1$", title="A cut through the fitted function")
     ax_f.legend()
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "getting_started.png", dpi=110)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out / "getting_started.png", dpi=110)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps only")
-    parser.add_argument("--out", type=pathlib.Path, default=FIGURES)
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        help="where to save the figure (default: docs/examples/figures for a full "
+        "run; not saved with --quick)",
+    )
     args = parser.parse_args()
-    main(args.quick, args.out)
+    main(args.quick, args.out or (None if args.quick else FIGURES))

@@ -89,7 +89,7 @@ def initial_metric(context):
 
 
 # %%
-def main(quick: bool, out: pathlib.Path) -> None:
+def main(quick: bool, out: pathlib.Path | None) -> None:
     steps = 50 if quick else 3000
     t_max = 3.0
     model = PINN(t_max, 32, key=jr.key(0))
@@ -121,13 +121,19 @@ def main(quick: bool, out: pathlib.Path) -> None:
     ax_u.legend()
     history.plot(ax=ax_h)
     ax_h.set(xlabel="Step", yscale="log", title="Training history")
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "physics_informed.png", dpi=110)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out / "physics_informed.png", dpi=110)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps only")
-    parser.add_argument("--out", type=pathlib.Path, default=FIGURES)
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        help="where to save the figure (default: docs/examples/figures for a full "
+        "run; not saved with --quick)",
+    )
     args = parser.parse_args()
-    main(args.quick, args.out)
+    main(args.quick, args.out or (None if args.quick else FIGURES))

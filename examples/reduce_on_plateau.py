@@ -46,7 +46,7 @@ class ScaleRecorder(klax.Callback):
 
 
 # %%
-def main(quick: bool, out: pathlib.Path) -> None:
+def main(quick: bool, out: pathlib.Path | None) -> None:
     steps = 60 if quick else 6000
     key_data, key_model, key_fit = jr.split(jr.key(0), 3)
     x = jnp.linspace(-1.0, 1.0, 512)[:, None]
@@ -87,13 +87,19 @@ def main(quick: bool, out: pathlib.Path) -> None:
     ax_h.set(xlabel="Step", yscale="log", title="Training loss")
     ax_s.step(recorder.steps, recorder.scales, where="post")
     ax_s.set(xlabel="Step", ylabel="scale", yscale="log", title="Learning-rate scale")
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "reduce_on_plateau.png", dpi=110)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out / "reduce_on_plateau.png", dpi=110)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps only")
-    parser.add_argument("--out", type=pathlib.Path, default=FIGURES)
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        help="where to save the figure (default: docs/examples/figures for a full "
+        "run; not saved with --quick)",
+    )
     args = parser.parse_args()
-    main(args.quick, args.out)
+    main(args.quick, args.out or (None if args.quick else FIGURES))

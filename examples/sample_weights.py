@@ -49,7 +49,7 @@ def make_data(key, n_precise: int = 32, n_noisy: int = 320):
     return x, y, 1.0 / sigma**2
 
 
-def main(quick: bool, out: pathlib.Path) -> None:
+def main(quick: bool, out: pathlib.Path | None) -> None:
     steps = 50 if quick else 4000
     key_data, key_model, key_fit = jr.split(jr.key(0), 3)
     x, y, w = make_data(key_data)
@@ -90,13 +90,19 @@ def main(quick: bool, out: pathlib.Path) -> None:
     ax_err.axhline(0.0, color="k", lw=1)
     ax_err.set(xlabel="$x$", ylabel="fit − sin(x)", title="Error of the fits")
     ax_err.legend()
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "sample_weights.png", dpi=110)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out / "sample_weights.png", dpi=110)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps only")
-    parser.add_argument("--out", type=pathlib.Path, default=FIGURES)
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        help="where to save the figure (default: docs/examples/figures for a full "
+        "run; not saved with --quick)",
+    )
     args = parser.parse_args()
-    main(args.quick, args.out)
+    main(args.quick, args.out or (None if args.quick else FIGURES))

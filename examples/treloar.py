@@ -65,7 +65,7 @@ def predict(W, stretches):
 
 
 # %%
-def main(quick: bool, out: pathlib.Path) -> None:
+def main(quick: bool, out: pathlib.Path | None) -> None:
     steps = 100 if quick else 10_000
     # Treloar's data ships with klax: {load case: LoadCurve(stretch, stress)}.
     curves = read_curves()
@@ -116,13 +116,19 @@ def main(quick: bool, out: pathlib.Path) -> None:
         ax.legend(loc="upper left")
     history.plot(ax=axes[-1])
     axes[-1].set(xlabel="Step", yscale="log", title="Training loss")
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "treloar.png", dpi=110)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out / "treloar.png", dpi=110)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps only")
-    parser.add_argument("--out", type=pathlib.Path, default=FIGURES)
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        help="where to save the figure (default: docs/examples/figures for a full "
+        "run; not saved with --quick)",
+    )
     args = parser.parse_args()
-    main(args.quick, args.out)
+    main(args.quick, args.out or (None if args.quick else FIGURES))

@@ -43,7 +43,6 @@ from ._loop import (
     _DeviceBatchData,
     _permutation_table,
     _same,
-    _signature,
     _split_n_times,
     _Stacked,
     host_chunk,
@@ -99,7 +98,7 @@ def make_ensemble(
             f"model`; got {make_model!r} of type {type(make_model).__name__}."
         )
     n = _check_positive(n, "klax.make_ensemble(n=...)")
-    return eqx.filter_jit(eqx.filter_vmap(make_model))(jr.split(key, n))
+    return eqx.filter_vmap(make_model)(jr.split(key, n))
 
 
 def _check_positive(value: Any, where: str) -> int:
@@ -769,8 +768,8 @@ class _MemberHostFeeder(_MemberFeeder):
         first = self._next()
         if first is None:
             return state_leaves, 0, OK
-        signature = _signature(first[0])
-        if not all(_same(_signature(b), signature) for b in first[1:]):
+        signature = _batch_signature(first[0])
+        if not all(_same(_batch_signature(b), signature) for b in first[1:]):
             raise ValueError(
                 "The members' batches of one step differ in structure, shape, dtype "
                 "or non-array leaves; `klax.fit_ensemble` needs batches that can "
@@ -780,7 +779,7 @@ class _MemberHostFeeder(_MemberFeeder):
         nbytes = max(
             1,
             sum(
-                int(np.prod(np.shape(x))) * np.result_type(x).itemsize
+                int(np.prod(np.shape(x))) * _dtype(x).itemsize
                 for x in jax.tree.leaves(first[0])
                 if eqx.is_array(x)
             ),
@@ -790,7 +789,7 @@ class _MemberHostFeeder(_MemberFeeder):
             item = self._next()
             if item is None:
                 break
-            if not all(_same(_signature(b), signature) for b in item):
+            if not all(_same(_batch_signature(b), signature) for b in item):
                 self.pending.append(item)
                 break
             group.append(item)
@@ -822,6 +821,18 @@ class _MemberHostFeeder(_MemberFeeder):
             loss,
             optimizer,
         )
+
+
+def _dtype(x: Any) -> np.dtype:
+    return np.dtype(x.dtype) if hasattr(x, "dtype") else np.result_type(x)
+
+
+def _batch_signature(batch: PyTree) -> Any:
+    """What must agree for batches to be stacked and share a compilation."""
+    leaves, treedef = jax.tree.flatten(batch)
+    return treedef, tuple(
+        (np.shape(x), _dtype(x)) if eqx.is_array(x) else ("static", x) for x in leaves
+    )
 
 
 class _MemberBatches:
@@ -867,10 +878,14 @@ class _EnsembleLogger(MetricLogger):
         return super()._describe(name, value)
 
 
+@ft.lru_cache(maxsize=32)
 def _members_loss(
     loss: Loss, run_state_axis: int | None, mesh: Any
 ) -> Callable[[Any, PyTree, Any], Array]:
-    """`(ensemble, batch, run_state) -> losses`, one per member, same batch."""
+    """`(ensemble, batch, run_state) -> losses`, one per member, same batch.
+
+    Cached, so that repeated fits reuse the compiled metric.
+    """
 
     def evaluate(ensemble, batch, run_state):
         in_axes = (eqx.if_array(0), None, eqx.if_array(run_state_axis))

@@ -245,7 +245,8 @@ def _run_guarded(
     finds the first bad update and returns the state just before it.
     """
     args = (state_leaves, state_treedef, sampler, source)
-    num = jnp.asarray(num_steps, dtype=jnp.int32)
+    # NumPy scalars: traced like arrays, without an eager device op per chunk.
+    num = np.int32(num_steps)
     leaves, done, status, finite = _run_chunk(*args, num, loss, optimizer, False)
     done, status, finite = jax.device_get((done, status, finite))
     if status == OK and finite:
@@ -320,7 +321,7 @@ class DeviceFeeder:
             self.table, self.next_key = _permutation_table(
                 self.next_key, self.sampler.n, self.epochs
             )
-        source = (self.leaves, self.table, jnp.asarray(self.position, jnp.int32))
+        source = (self.leaves, self.table, np.int32(self.position))
         num_steps = min(num_steps, capacity - self.position)
         leaves, done, status = _run_guarded(
             state_leaves,

@@ -49,7 +49,7 @@ doctests() {
   # Every `Example:` block of the package, in float32 (x64 off) and with implicit
   # rank promotion turned into an error, as in the test suite.
   JAX_ENABLE_X64=0 JAX_NUMPY_RANK_PROMOTION=raise \
-    run_pytest --doctest-modules klax -q -p no:cacheprovider
+    run_pytest --doctest-modules klax -q -p no:cacheprovider -n 2 --dist loadfile
 }
 
 ruff_lint() {

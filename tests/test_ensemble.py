@@ -305,16 +305,17 @@ def test_fit_ensemble_trains_every_network_with_constraints():
     ens = klax.make_ensemble(AllNetworks, 2, key=jr.key(5))
     assert klax.contains_constraints(ens)
     out, history = klax.fit_ensemble(
-        ens, (X, Y), key=jr.key(6), **dict(FIT, steps=6, log_every=6)
+        ens, (X, Y), batch_size=8, steps=4, optimizer=optax.sgd(1e-3),
+        make_logger=False, key=jr.key(6),
     )
-    losses = history["loss"][1]
-    assert losses[-1].shape == (2,) and np.all(np.isfinite(losses[-1]))
+    assert history is None
     assert not eqx.tree_equal(out, ens)
     # Constraints hold for every member after training.
-    for node in jax.tree.leaves(out, is_leaf=lambda n: isinstance(n, klax.NonNegative)):
-        if isinstance(node, klax.NonNegative):
-            assert jnp.all(node.parameter >= 0)
-    assert klax.evaluate_ensemble(out, X, batched=True).outputs.shape == (2, 16)
+    is_constraint = lambda n: isinstance(n, klax.NonNegative)
+    constraints = [c for c in jax.tree.leaves(out, is_leaf=is_constraint) if is_constraint(c)]
+    assert constraints and all(jnp.all(c.parameter >= 0) for c in constraints)
+    outputs = klax.evaluate_ensemble(out, X, batched=True).outputs
+    assert outputs.shape == (2, 16) and jnp.all(jnp.isfinite(outputs))
 
 
 class Scalar(eqx.Module):
@@ -371,9 +372,9 @@ def test_run_state_per_member_and_custom_batcher():
 
     def batcher(data, batch_size, batch_axes, *, key):
         del data, batch_size, batch_axes
+        rng = np.random.default_rng(np.asarray(jr.key_data(key)).ravel())
         while True:
-            key, sub = jr.split(key)
-            yield jr.uniform(sub, ())
+            yield np.float32(rng.uniform())
 
     @klax.loss
     def weighted(model, batch, run_state):

@@ -29,6 +29,7 @@ def _x64():
 
 
 KEYS = (0, 1, 2)
+LAMBDAS = np.array([0.5, 0.7, 0.9, 1.0, 1.1, 1.5, 2.5, 4.0, 7.0])
 FIBRE = np.array([0.6, 0.0, 0.8])
 SCALE = (55.0, 7660.0)  # the Treloar input scales of klax-calibrate
 
@@ -128,31 +129,53 @@ def all_models(incompressible, compressible, transverse):
 
 
 # ---------------------------------------------------------------------------
-# Compiled evaluations
+# Compiled evaluations (fixed batch sizes: one compilation per model structure)
+
+BATCH = 8
 
 
 @eqx.filter_jit
-def mechanics(W, F, Q):
-    """Energy, stresses and tangent at F, and the energy/stresses at QF and FQ."""
-    P, S, sigma, A = (
-        km.first_piola(W, F), km.second_piola(W, F), km.cauchy(W, F), km.tangent(W, F)
-    )
-    QF, FQ = Q @ F, F @ Q
-    return dict(
-        W=W(F), P=P, S=S, sigma=sigma, A=A, W_QF=W(QF), P_QF=km.first_piola(W, QF),
-        sigma_QF=km.cauchy(W, QF), W_FQ=W(FQ),
-    )
+def evaluate(W, Fs, Q):
+    """Energy, stresses and tangent at each F of a batch, and at QF and FQ."""
+
+    def at(F):
+        QF, FQ = Q @ F, F @ Q
+        W_F, P = jax.value_and_grad(W)(F)
+        W_QF, P_QF = jax.value_and_grad(W)(QF)
+        return dict(W=W_F, P=P, A=km.tangent(W, F), W_QF=W_QF, P_QF=P_QF, W_FQ=W(FQ))
+
+    return jax.vmap(at)(Fs)
+
+
+def batch_with_identity(Fs):
+    """`[I, *Fs]`, padded with copies of the last entry to `BATCH` matrices."""
+    Fs = [np.eye(3), *np.asarray(Fs).reshape(-1, 3, 3)]
+    Fs += [Fs[-1]] * (BATCH - len(Fs))
+    return jnp.asarray(np.stack(Fs[:BATCH]))
 
 
 @eqx.filter_jit
-def reference(W):
+def reference(W, Q):
+    """Energy and stress at F = I, and the energy at a rotated state."""
     eye = jnp.eye(3)
-    return W(eye), km.first_piola(W, eye)
+    F = jnp.diag(jnp.array([1.3, 0.9, 1.1]))
+    return W(eye), km.first_piola(W, eye), W(F), W(Q @ F)
+
+
+N_ENERGIES = 4096
 
 
 @eqx.filter_jit
-def energies(W, Fs):
+def _energies(W, Fs):
     return jax.vmap(W)(Fs)
+
+
+def energies(W, Fs):
+    """Energies of up to `N_ENERGIES` matrices (padded: one compilation)."""
+    Fs = np.asarray(Fs)
+    padded = np.broadcast_to(np.eye(3), (N_ENERGIES, 3, 3)).copy()
+    padded[: len(Fs)] = Fs
+    return np.asarray(_energies(W, jnp.asarray(padded)))[: len(Fs)]
 
 
 @eqx.filter_jit
@@ -167,28 +190,24 @@ def load_curves(W, lam):
     return ad, closed, slopes, W.initial_shear_modulus()
 
 
-def _lifted_inputs(F):
-    F = jnp.asarray(F)
-    return F, km.cofactor(F), jnp.linalg.det(F)
+def _lifted_inputs_batch(Fs):
+    Fs = np.asarray(Fs)
+    dets = np.linalg.det(Fs)
+    cofs = dets[:, None, None] * np.linalg.inv(Fs).transpose(0, 2, 1)
+    return jnp.asarray(Fs), jnp.asarray(cofs), jnp.asarray(dets)
 
 
 @eqx.filter_jit
-def lifted_convexity_gap(W, a, b, t):
-    """t f(a) + (1 - t) f(b) - f(t a + (1 - t) b) along segments in (X, Y, δ)."""
+def lifted_check(W, a, b, t):
+    """`t f(a) + (1 - t) f(b) - f(t a + (1 - t) b)` along segments in (X, Y, δ),
+    and `f(a)`, for the lifted energy `f`."""
 
     def one(a, b, t):
         mix = jax.tree.map(lambda u, v: t * u + (1 - t) * v, a, b)
-        return t * W.lifted_energy(*a) + (1 - t) * W.lifted_energy(*b) - W.lifted_energy(*mix)
+        fa = W.lifted_energy(*a)
+        return t * fa + (1 - t) * W.lifted_energy(*b) - W.lifted_energy(*mix), fa
 
     return jax.vmap(one)(a, b, t)
-
-
-@eqx.filter_jit
-def rank_one_values(W, Fs, a, b):
-    def one(F, a, b):
-        return jnp.einsum("i,J,iJkL,k,L->", a, b, km.tangent(W, F), a, b)
-
-    return jax.vmap(one)(Fs, a, b)
 
 
 # ---------------------------------------------------------------------------
@@ -239,29 +258,29 @@ def test_polyconvexity_in_lifted_space(all_models):
     t = rng.uniform(size=n)
     a, b = jax.tree.map(jnp.asarray, (a, b))
     for W in all_models:
-        gap = lifted_convexity_gap(W, a, b, jnp.asarray(t))
+        gap, _ = lifted_check(W, a, b, jnp.asarray(t))
         assert float(jnp.min(gap)) >= -1e-10 * float(jnp.max(jnp.abs(gap)) + 1.0)
 
 
-@eqx.filter_jit
-def lifted_and_direct(W, F):
-    return W.lifted_energy(*_lifted_inputs(F)), W(F)
-
-
 def test_lifted_energy_is_the_energy(all_models):
-    F = jnp.asarray(random_F(np.random.default_rng(2), 1)[0])
+    """`W(F) == W.lifted_energy(F, cof F, det F)`."""
+    rng = np.random.default_rng(2)
+    Fs = random_F(rng, 64)
+    other = _lifted_inputs_batch(random_F(rng, 64))
     for W in all_models:
-        lifted, direct = lifted_and_direct(W, F)
-        np.testing.assert_allclose(lifted, direct, rtol=1e-13)
+        _, lifted = lifted_check(W, _lifted_inputs_batch(Fs), other, jnp.ones(64))
+        np.testing.assert_allclose(lifted, energies(W, Fs), rtol=1e-12)
 
 
 def test_rank_one_convexity(all_models):
+    """Legendre–Hadamard: (a⊗b) : A(F) : (a⊗b) >= 0."""
     rng = np.random.default_rng(3)
-    n = 32
-    Fs = jnp.asarray(random_F(rng, n))
-    a, b = jnp.asarray(rng.normal(size=(n, 3))), jnp.asarray(rng.normal(size=(n, 3)))
+    Fs = batch_with_identity(random_F(rng, BATCH - 1))
+    a, b = rng.normal(size=(16, BATCH, 3)), rng.normal(size=(16, BATCH, 3))
     for W in all_models:
-        assert float(jnp.min(rank_one_values(W, Fs, a, b))) >= -1e-10
+        A = np.asarray(evaluate(W, Fs, jnp.eye(3))["A"])
+        values = np.einsum("nbi,nbJ,biJkL,nbk,nbL->nb", a, b, A, a, b)
+        assert values.min() >= -1e-10
 
 
 # ---------------------------------------------------------------------------
@@ -269,36 +288,36 @@ def test_rank_one_convexity(all_models):
 
 
 def test_zero_energy_and_stress_at_reference(incompressible, compressible, transverse):
+    eye_batch = batch_with_identity([])
     for W in incompressible + compressible + transverse:
-        energy, P = reference(W)
-        assert abs(float(energy)) < 1e-12
+        out = evaluate(W, eye_batch, jnp.eye(3))
+        assert float(jnp.max(jnp.abs(out["W"]))) < 1e-12
         if W not in incompressible:
-            assert float(jnp.max(jnp.abs(P))) < 1e-12
+            assert float(jnp.max(jnp.abs(out["P"]))) < 1e-12
     for W in incompressible:
-        ad, closed, _, _ = load_curves(W, jnp.array([1.0, 1.5]))
-        np.testing.assert_allclose(ad[:, 0], 0.0, atol=1e-12)
-        np.testing.assert_allclose(closed[:, 0], 0.0, atol=1e-12)
+        ad, closed, _, _ = load_curves(W, LAMBDAS)
+        np.testing.assert_allclose(ad[:, LAMBDAS == 1.0], 0.0, atol=1e-12)
+        np.testing.assert_allclose(closed[:, LAMBDAS == 1.0], 0.0, atol=1e-12)
 
 
 def test_variants(variants):
-    """Reduced and classical-I5 transverse models: normalised, objective, symmetric."""
-    F = jnp.asarray(random_F(np.random.default_rng(9), 1)[0])
+    """Reduced and classical-I5 transverse models: normalised and objective."""
     Q = jnp.asarray(rotation([0.3, -1.1, 0.5]))
     for W in variants:
-        energy, P = reference(W)
+        energy, P, W_F, W_QF = reference(W, Q)
         assert abs(float(energy)) < 1e-12 and float(jnp.max(jnp.abs(P))) < 1e-12
-        out = mechanics(W, F, Q)
-        np.testing.assert_allclose(out["W_QF"], out["W"], atol=1e-12)
-        np.testing.assert_allclose(out["P"] @ F.T, F @ out["P"].T, atol=1e-12)
+        np.testing.assert_allclose(W_QF, W_F, atol=1e-12)
+        assert float(W_F) > 0
 
 
 def test_normalisation_for_many_parameters(compressible, transverse):
     """Zero energy and stress at F = I hold for any parameters (spec B.4)."""
     for base in (compressible[0], transverse[0]):
         for k in range(4):
-            energy, P = reference(perturb(base, jr.key(200 + k), size=2.0))
-            assert abs(float(energy)) < 1e-12
-            assert float(jnp.max(jnp.abs(P))) < 1e-11
+            model = perturb(base, jr.key(200 + k), size=2.0)
+            out = evaluate(model, batch_with_identity([]), jnp.eye(3))
+            assert float(jnp.max(jnp.abs(out["W"]))) < 1e-12
+            assert float(jnp.max(jnp.abs(out["P"]))) < 1e-11
 
 
 # ---------------------------------------------------------------------------
@@ -306,19 +325,19 @@ def test_normalisation_for_many_parameters(compressible, transverse):
 
 
 def test_stress_against_finite_differences(all_models):
-    F = jnp.asarray(random_F(np.random.default_rng(4), 1)[0])
+    F = random_F(np.random.default_rng(4), 1)[0]
     h = 1e-6
-    directions = jnp.eye(9).reshape(9, 3, 3) * h
-    shifted = jnp.concatenate([F[None] + directions, F[None] - directions])
+    directions = np.eye(9).reshape(9, 3, 3) * h
+    shifted = np.concatenate([F[None] + directions, F[None] - directions])
     for W in all_models:
-        out = mechanics(W, F, jnp.eye(3))
+        P = evaluate(W, batch_with_identity(F), jnp.eye(3))["P"][1]
         values = energies(W, shifted)
         fd = ((values[:9] - values[9:]) / (2 * h)).reshape(3, 3)
-        np.testing.assert_allclose(out["P"], fd, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(P, fd, rtol=1e-6, atol=1e-8)
 
 
 def test_closed_form_slopes_and_tension(incompressible):
-    lam = jnp.array([0.5, 0.7, 0.9, 1.1, 1.5, 2.5, 4.0, 7.0])
+    lam = LAMBDAS
     for W in incompressible:
         ad, closed, slopes, mu0 = load_curves(W, lam)
         np.testing.assert_allclose(ad, closed, atol=1e-10 * float(jnp.max(jnp.abs(ad))))
@@ -335,17 +354,20 @@ def test_closed_form_slopes_and_tension(incompressible):
 @given(deformations(), vectors)
 def test_stress_symmetry_objectivity_isotropy(models, F, v):
     Q = jnp.asarray(rotation(v))
-    F = jnp.asarray(F)
     for kind, W in models:
-        out = mechanics(W, F, Q)
-        P, S, sigma, A = out["P"], out["S"], out["sigma"], out["A"]
-        scale = 1.0 + float(jnp.max(jnp.abs(P)))
+        out = jax.tree.map(lambda x: np.asarray(x[1]), evaluate(W, batch_with_identity(F), Q))
+        Q = np.asarray(Q)
+        P, A, J = out["P"], out["A"], np.linalg.det(F)
+        S = np.linalg.solve(F, P)  # S = F⁻¹ P, σ = J⁻¹ P Fᵀ (tested in kinematics)
+        sigma = P @ F.T / J
+        sigma_QF = out["P_QF"] @ (Q @ F).T / J
+        scale = 1.0 + float(np.max(np.abs(P)))
         np.testing.assert_allclose(S, S.T, atol=1e-12 * scale)
         np.testing.assert_allclose(sigma, sigma.T, atol=1e-12 * scale)
         np.testing.assert_allclose(P @ F.T, F @ P.T, atol=1e-12 * scale)
         np.testing.assert_allclose(out["W_QF"], out["W"], atol=1e-12 * scale)
         np.testing.assert_allclose(out["P_QF"], Q @ P, atol=1e-12 * scale)
-        np.testing.assert_allclose(out["sigma_QF"], Q @ sigma @ Q.T, atol=1e-12 * scale)
+        np.testing.assert_allclose(sigma_QF, Q @ sigma @ Q.T, atol=1e-12 * scale)
         np.testing.assert_allclose(A, A.transpose(2, 3, 0, 1), atol=1e-11 * scale)
         if kind == "isotropic":
             np.testing.assert_allclose(out["W_FQ"], out["W"], atol=1e-12 * scale)
@@ -362,62 +384,61 @@ def test_transverse_isotropy(transverse):
     n = FIBRE / np.linalg.norm(FIBRE)
     normal = np.cross(n, [0.0, 1.0, 0.0])
     normal /= np.linalg.norm(normal)
-    F = jnp.asarray(random_F(rng, 1)[0])
+    Fs = batch_with_identity(random_F(rng, BATCH - 1))
     for W in transverse:
-        base = float(mechanics(W, F, jnp.eye(3))["W"])
+        base = np.asarray(evaluate(W, Fs, jnp.eye(3))["W"])
         for angle in (0.3, 1.7, -2.5):
             about_fibre = jnp.asarray(rotation(angle * n))
-            assert abs(float(mechanics(W, F, about_fibre)["W_FQ"]) - base) < 1e-12
+            np.testing.assert_allclose(evaluate(W, Fs, about_fibre)["W_FQ"], base, atol=1e-12)
         for axis in (normal, np.cross(n, normal)):  # 180° about normals to a
             flip = jnp.asarray(rotation(np.pi * axis))
-            assert abs(float(mechanics(W, F, flip)["W_FQ"]) - base) < 1e-12
+            np.testing.assert_allclose(evaluate(W, Fs, flip)["W_FQ"], base, atol=1e-12)
         generic = jnp.asarray(rotation([0.4, -0.9, 0.2]))
-        assert abs(float(mechanics(W, F, generic)["W_FQ"]) - base) > 1e-6
+        assert np.max(np.abs(evaluate(W, Fs, generic)["W_FQ"] - base)) > 1e-6
 
 
 # ---------------------------------------------------------------------------
 # Reference tangent, growth, non-negativity
 
 
-@eqx.filter_jit
-def reference_voigt(W):
-    return km.voigt_tangent(W, jnp.eye(3))
-
-
 def test_reference_tangent_positive(incompressible, compressible, transverse):
+    pairs = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+    Fs = batch_with_identity([])
     for W in compressible + transverse:
-        D = reference_voigt(W)
-        assert float(jnp.min(jnp.linalg.eigvalsh(D))) > 0
-    for W in compressible:
-        D = reference_voigt(W)
-        mu, lam = D[3, 3], D[0, 1]
-        assert float(mu) > 0 and float(lam + 2 * mu / 3) > 0
+        A = np.asarray(evaluate(W, Fs, jnp.eye(3))["A"][0])
+        # At F = I (S = 0): ∂S/∂E = A on symmetric strains, in Voigt form.
+        D = np.array([[A[i, j, k, l] for k, l in pairs] for i, j in pairs])
+        assert np.linalg.eigvalsh(D).min() > 0
+        if W in compressible:
+            mu, lam = D[3, 3], D[0, 1]
+            assert mu > 0 and lam + 2 * mu / 3 > 0
     for W in incompressible:
-        assert float(load_curves(W, jnp.array([1.0, 1.5]))[3]) > 0
+        assert float(load_curves(W, LAMBDAS)[3]) > 0
 
 
 def test_growth(compressible, transverse):
-    small = jnp.array([1e-1, 1e-2, 1e-3, 1e-4])
-    large = jnp.array([10.0, 1e2, 1e3, 1e4])
-    scaled = jnp.concatenate([small, large])[:, None, None] * jnp.eye(3)[None]
+    small = np.array([1e-1, 1e-2, 1e-3, 1e-4])
+    large = np.array([10.0, 1e2, 1e3, 1e4])
+    factors = np.concatenate([small, large])
+    scaled = factors[:, None, None] * np.eye(3)[None]
     for W in compressible + transverse:
         values = energies(W, scaled)
-        w_small, w_large = values[:4], values[4:]
-        assert bool(jnp.all(jnp.diff(w_small) > 0)) and float(w_small[-1]) > 1e10
-        assert bool(jnp.all(jnp.diff(w_large) > 0)) and float(w_large[-1]) > 1e10
+        w_small, w_large = values[:4], values[4:8]
+        assert np.all(np.diff(w_small) > 0) and w_small[-1] > 1e10
+        assert np.all(np.diff(w_large) > 0) and w_large[-1] > 1e10
 
 
 def test_non_negativity(incompressible, compressible, transverse):
     rng = np.random.default_rng(6)
-    general = jnp.asarray(random_F(rng, 2000))
-    unimodular = jnp.asarray(random_F(rng, 2000, unimodular=True))
-    both = jnp.concatenate([general, unimodular])
+    general = random_F(rng, 2000)
+    unimodular = random_F(rng, 2000, unimodular=True)
+    both = np.concatenate([general, unimodular])
     for W in incompressible:
-        assert float(jnp.min(energies(W, both))) >= -1e-12
+        assert energies(W, both).min() >= -1e-12
     # Not guaranteed for compressible potentials: checked by sampling, as
     # Linden et al. (2023) do.
     for W in compressible + transverse:
-        assert float(jnp.min(energies(W, both))) >= -1e-12
+        assert energies(W, both).min() >= -1e-12
 
 
 # ---------------------------------------------------------------------------
@@ -426,9 +447,9 @@ def test_non_negativity(incompressible, compressible, transverse):
 
 def test_jit_vmap_grad_wrt_parameters(incompressible):
     W = incompressible[-1]
-    Fs = jnp.asarray(random_F(np.random.default_rng(7), 18))
-    eager = jnp.stack([W(F) for F in Fs[:3]])
-    np.testing.assert_allclose(energies(W, Fs)[:3], eager, rtol=1e-14)
+    Fs = jnp.asarray(random_F(np.random.default_rng(7), 3))
+    eager = jnp.stack([W(F) for F in Fs])  # eager (no jit) versus compiled
+    np.testing.assert_allclose(energies(W, Fs), eager, rtol=1e-14)
 
     def loss(W):
         return jnp.sum(jax.vmap(lambda F: km.first_piola(W, F)[0, 0])(Fs) ** 2)
@@ -443,7 +464,7 @@ def test_softplus_reparametrisation_keeps_the_potential():
     model = km.IncompressiblePANN([4], input_scale=SCALE, key=jr.key(3))
     soft = km.reparametrize_nonnegative(model)
     assert not klax.contains_constraints(soft) and klax.contains_unwrappables(soft)
-    F = jnp.asarray(random_F(np.random.default_rng(8), 18))
+    F = random_F(np.random.default_rng(8), 4)
     np.testing.assert_allclose(
         energies(klax.finalize(soft), F), energies(klax.finalize(model), F), rtol=1e-9
     )
