@@ -37,7 +37,6 @@ os.environ.setdefault("EQX_ON_ERROR", "nan")
 
 import jax  # noqa: E402
 import jax.random as jr  # noqa: E402
-import numpy as np  # noqa: E402
 
 import klax  # noqa: E402
 from klax.mechanics import (  # noqa: E402
@@ -49,7 +48,6 @@ from klax.mechanics import (  # noqa: E402
     train_seeds,
 )
 from klax.mechanics._calibration import evaluate_cases, output_weights_dead  # noqa: E402
-
 
 CASES = ("uniaxial", "equibiaxial", "pure_shear")
 TRAIN = ["uniaxial", "equibiaxial"]
@@ -74,7 +72,10 @@ def run(name, config, curves, seeds, steps):
     for model, _, loss in trained:
         final = klax.finalize(model)
         predicted = evaluate_cases(final, CASES, [curves[c].stretch for c in CASES])
-        r2 = {c: fit_metrics(curves[c].stress, p).r2 for c, p in zip(CASES, predicted)}
+        r2 = {
+            c: fit_metrics(curves[c].stress, p).r2
+            for c, p in zip(CASES, predicted, strict=True)
+        }
         dead = output_weights_dead(final)
         dead_count += dead
         if dead or min(r2[c] for c in TRAIN) < 0.95:
@@ -84,7 +85,8 @@ def run(name, config, curves, seeds, steps):
 
     def mmm(values, fmt):
         return "/".join(
-            format(v, fmt) for v in (min(values), statistics.median(values), max(values))
+            format(v, fmt)
+            for v in (min(values), statistics.median(values), max(values))
         )
 
     print(
@@ -97,7 +99,7 @@ def run(name, config, curves, seeds, steps):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--steps", type=int, default=20000)
     args = parser.parse_args()

@@ -50,10 +50,9 @@ from ._loop import (
     train_step,
 )
 from ._losses import Loss, mse
-from ._trainstate import TrainingContext, TrainingState
 from ._training import _DEFAULT_OPTIMIZER, _check_callbacks, _check_count
+from ._trainstate import TrainingContext, TrainingState
 from ._wrappers import apply, finalize
-
 
 TModel = TypeVar("TModel")
 
@@ -145,8 +144,8 @@ def ensemble_size(ensemble: PyTree) -> int:
             "ensembles with `klax.make_ensemble` or `klax.stack_ensemble`."
         )
     shapes = {tuple(np.shape(x)) for x in arrays}
-    sizes = {shape[0] if shape else None for shape in shapes}
-    if len(sizes) != 1 or None in sizes:
+    sizes = {shape[0] for shape in shapes if shape}
+    if len(sizes) != 1 or () in shapes:
         raise ValueError(
             "Not an ensemble: every array must have the same leading (member) "
             f"axis, but the arrays have shapes {sorted(shapes, key=str)}. Build "
@@ -263,7 +262,9 @@ def stack_ensemble(models: Sequence[TModel]) -> TModel:
     parts = [eqx.partition(m, eqx.is_array) for m in models]
     first_dynamic, first_static = parts[0]
     treedef = jax.tree.structure(first_dynamic)
-    first_shapes = [(np.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(first_dynamic)]
+    first_shapes = [
+        (np.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(first_dynamic)
+    ]
     for i, (dynamic, static) in enumerate(parts[1:], start=1):
         if jax.tree.structure(dynamic) != treedef or not eqx.tree_equal(
             static, first_static
@@ -401,8 +402,7 @@ def best_member(
     finite = np.isfinite(values)
     if not finite.any():
         raise ValueError(
-            "`klax.best_member`: no member has a finite score; got "
-            f"{values.tolist()}."
+            f"`klax.best_member`: no member has a finite score; got {values.tolist()}."
         )
     fill = np.inf if minimize else -np.inf
     values = np.where(finite, values, fill)
@@ -458,7 +458,7 @@ def _run_members(
     num_steps: Int[Array, ""],
     loss: Loss,
     optimizer: optax.GradientTransformationExtraArgs,
-) -> tuple[list[Any], Int[Array, ""], Health]:
+) -> tuple[list[Any], Int[Array, ""], Health, Bool[Array, ""]]:
     """Run up to `num_steps` vmapped updates of all members in one while loop.
 
     `health = (alive, stop_step, reason)` per member. A member whose update
@@ -469,7 +469,8 @@ def _run_members(
     once no member is alive.
 
     Returns the new state leaves, the number of updates done (iterations in
-    which some member was updated) and the new health.
+    which some member was updated), the new health and whether any member is
+    still alive.
     """
     state = jax.tree.unflatten(state_treedef, state_leaves)
     dynamic, static = eqx.partition((state.model, state.opt_state), eqx.is_array)
@@ -536,7 +537,8 @@ def _run_members(
     _, done, dynamic, alive, stop_step, reason = jax.lax.while_loop(cond, body, init)
     model, opt_state = eqx.combine(dynamic, static)
     new_state = TrainingState(model, opt_state, state.run_state, step0 + done)
-    return jax.tree.leaves(new_state), done, (alive, stop_step, reason)
+    health = (alive, stop_step, reason)
+    return jax.tree.leaves(new_state), done, health, jnp.any(alive)
 
 
 @ft.partial(jax.jit, static_argnums=(1, 2, 3))
@@ -561,7 +563,6 @@ _ENSEMBLE_TABLE_ENTRIES = 2**22
 
 
 class _MemberFeeder:
-    layout: _Layout
     health: Health
     exhausted: bool
 
@@ -600,7 +601,7 @@ class _MemberFeeder:
         optimizer: optax.GradientTransformationExtraArgs,
     ) -> tuple[list[Any], int, int]:
         layout = _Layout(sampler, **self.layout_args)
-        leaves, done, health = _run_members(
+        leaves, done, health, any_alive = _run_members(
             state_leaves,
             state_treedef,
             layout,
@@ -612,15 +613,19 @@ class _MemberFeeder:
             optimizer,
         )
         self.health = health
-        done, any_alive = jax.device_get((done, jnp.any(health[0])))
+        done, any_alive = jax.device_get((done, any_alive))
         return leaves, int(done), OK if any_alive else NONFINITE_LOSS
 
     def report(self) -> tuple[list[int | None], list[str | None]]:
         """Per member: the step of its rejected update and why (None if none)."""
-        alive, stop_step, reason = (np.asarray(x) for x in jax.device_get(self.health))
+        health = self.health
+        if self.layout_args["mesh"] is not None:  # readable on every host
+            health = _sharding.gather(health, self.layout_args["mesh"])
+        alive, stop_step, reason = (np.asarray(x) for x in jax.device_get(health))
         steps = [None if a else int(s) for a, s in zip(alive, stop_step, strict=True)]
         reasons = [
-            None if a else STOP_REASONS[int(r)] for a, r in zip(alive, reason, strict=True)
+            None if a else STOP_REASONS[int(r)]
+            for a, r in zip(alive, reason, strict=True)
         ]
         return steps, reasons
 
@@ -662,9 +667,11 @@ class _MemberDeviceFeeder(_MemberFeeder):
         self.n_samples = n
         self.per_epoch = n // batch_size
         skipped_epochs, self.position = divmod(offset, self.per_epoch)
+        # Epochs per table: what the run needs, rounded up to a power of two
+        # (few distinct shapes, so few compilations), within a memory budget.
         needed = -(-(self.position + steps) // self.per_epoch)
         budget = min(_TABLE_ENTRIES // n, _ENSEMBLE_TABLE_ENTRIES // (n_members * n))
-        self.epochs = max(2, min(budget, needed))
+        self.epochs = max(2, min(budget, 1 << max(needed - 1, 0).bit_length()))
         keys = self._place_members(keys)
         self.next_keys = _skip_epochs(keys, jnp.asarray(skipped_epochs))
         mesh, member_axes = layout_args["mesh"], layout_args["member_axes"]
@@ -797,7 +804,8 @@ class _MemberHostFeeder(_MemberFeeder):
         static = eqx.filter(first[0], eqx.is_array, inverse=True)
         treedef = jax.tree.structure(eqx.filter(first[0], eqx.is_array))
         columns = [
-            [jax.tree.leaves(eqx.filter(b, eqx.is_array)) for b in step] for step in group
+            [jax.tree.leaves(eqx.filter(b, eqx.is_array)) for b in step]
+            for step in group
         ]
         stacked_leaves = [
             np.stack(
@@ -888,7 +896,8 @@ def _members_loss(
     """
 
     def evaluate(ensemble, batch, run_state):
-        in_axes = (eqx.if_array(0), None, eqx.if_array(run_state_axis))
+        rs_axes = None if run_state_axis is None else eqx.if_array(run_state_axis)
+        in_axes = (eqx.if_array(0), None, rs_axes)
         values = eqx.filter_vmap(loss, in_axes=in_axes)(ensemble, batch, run_state)
         if mesh is not None:  # gathered, so the host can read it (multi-host too)
             values = jax.lax.with_sharding_constraint(
@@ -1195,21 +1204,20 @@ def fit_ensemble(
         )
         run_loop(context, callbacks, lambda periods: feeder)
     else:
+        built: list[_MemberFeeder] = []
 
         def make_feeder(periods):
-            nonlocal feeder
-            feeder = _MemberHostFeeder(
-                context, n, host_chunk(periods, steps), batch_offset, layout_args
+            built.append(
+                _MemberHostFeeder(
+                    context, n, host_chunk(periods, steps), batch_offset, layout_args
+                )
             )
-            return feeder
+            return built[0]
 
-        feeder = None
         run_loop(context, callbacks, make_feeder)
+        feeder = built[0]
 
-    if feeder is None:  # pragma: no cover - run_loop always builds the feeder
-        stop_steps, reasons = [None] * n, [None] * n
-    else:
-        stop_steps, reasons = feeder.report()
+    stop_steps, reasons = feeder.report()
     _warn_frozen(stop_steps, reasons, steps)
     if logger is None:
         return context.state.model, None
@@ -1239,4 +1247,3 @@ def _warn_frozen(
         RuntimeWarning,
         stacklevel=3,
     )
-

@@ -280,7 +280,9 @@ class History:
         self.total_steps = offset + max(other.total_steps, 0)
         self.final_opt_state = other.final_opt_state
         if isinstance(other.stop_step, list):  # an ensemble: one entry per member
-            self.stop_step = [None if s is None else offset + s for s in other.stop_step]
+            self.stop_step = [
+                None if s is None else offset + s for s in other.stop_step
+            ]
         else:
             self.stop_step = (
                 None if other.stop_step is None else offset + other.stop_step

@@ -131,12 +131,19 @@ def split_leading(tree: PyTree, mesh: Mesh, axes: Sequence[str]) -> PyTree:
     )
 
 
+def gather(tree: PyTree, mesh: Mesh) -> PyTree:
+    """A copy of `tree` replicated on every device (so every host can read it)."""
+    return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
+
+
 def constrain_leading(tree: PyTree, mesh: Mesh, axes: Sequence[str]) -> PyTree:
     """Inside jit: keep the leading axis of every array of `tree` split."""
     return jax.tree.map(
-        lambda x: jax.lax.with_sharding_constraint(x, along(mesh, axes, 0, x.ndim))
-        if eqx.is_array(x) and x.ndim
-        else x,
+        lambda x: (
+            jax.lax.with_sharding_constraint(x, along(mesh, axes, 0, x.ndim))
+            if eqx.is_array(x) and x.ndim
+            else x
+        ),
         tree,
     )
 
@@ -155,9 +162,7 @@ class BatchShardedLoss(Loss):
     repeated fits share compilations.
     """
 
-    def __init__(
-        self, loss: Loss, mesh: Mesh, axes: Sequence[str], batch_axes: PyTree
-    ):
+    def __init__(self, loss: Loss, mesh: Mesh, axes: Sequence[str], batch_axes: PyTree):
         self.loss = loss
         self.mesh = mesh
         self.axes = tuple(axes)

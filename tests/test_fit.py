@@ -273,6 +273,25 @@ def test_fused_equals_per_step(batch_size):
         np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)  # f32 round-off
 
 
+def test_fused_equals_per_step_large_dataset():
+    # 130 samples: the device permutations take the sort-based path of
+    # jr.permutation (small datasets use an equivalent ranking).
+    x = np.asarray(jr.uniform(jr.key(7), (130, 2)), dtype=np.float32)
+    data = (x, np.sum(x**2, axis=-1))
+    trained, _ = klax.fit(
+        _model(),
+        data,
+        batch_size=64,
+        steps=5,
+        optimizer=SGD,
+        make_logger=False,
+        key=jr.key(4),
+    )
+    reference = _per_step(_model(), SGD, 5, jr.key(4), 64, data=data)
+    for u, v in zip(_arrays(trained), _arrays(reference.model), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)  # f32 round-off
+
+
 @klax.loss
 def _mse_columns(model, batch, run_state):
     x_columns, y = batch

@@ -71,7 +71,10 @@ def perturb(model, key, size=0.5):
     params, static = eqx.partition(model.network, eqx.is_inexact_array)
     leaves, treedef = jax.tree.flatten(params)
     keys = jr.split(key, len(leaves))
-    leaves = [x + size * jr.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
+    leaves = [
+        x + size * jr.normal(k, x.shape, x.dtype)
+        for x, k in zip(leaves, keys, strict=True)
+    ]
     network = klax.apply(eqx.combine(jax.tree.unflatten(treedef, leaves), static))
     return eqx.tree_at(lambda m: m.network, model, network)
 
@@ -81,8 +84,13 @@ def _trained_incompressible():
     data = km.stress_data(curves, ["uniaxial", "equibiaxial"])
     model = km.IncompressiblePANN([4, 4], input_scale=SCALE, key=jr.key(10))
     model, _ = klax.fit(
-        model, tuple(jnp.asarray(a) for a in data), batch_size=32, steps=30,
-        loss=km.stress_loss, optimizer=optax.adam(1e-2), make_logger=False,
+        model,
+        tuple(jnp.asarray(a) for a in data),
+        batch_size=32,
+        steps=30,
+        loss=km.stress_loss,
+        optimizer=optax.adam(1e-2),
+        make_logger=False,
         key=jr.key(11),
     )
     return model
@@ -90,7 +98,9 @@ def _trained_incompressible():
 
 @pytest.fixture(scope="module")
 def incompressible():
-    models = [km.IncompressiblePANN([4, 4], input_scale=SCALE, key=jr.key(k)) for k in KEYS]
+    models = [
+        km.IncompressiblePANN([4, 4], input_scale=SCALE, key=jr.key(k)) for k in KEYS
+    ]
     models.append(perturb(models[0], jr.key(99)))
     models.append(_trained_incompressible())
     return [klax.finalize(m) for m in models]
@@ -116,7 +126,9 @@ def variants():
     """Other structures: reduced and classical-I5 transverse models."""
     G = km.structural_tensor(jnp.asarray(FIBRE))
     return [
-        klax.finalize(km.TransverselyIsotropicPANN(G, [4], reduced=True, key=jr.key(5))),
+        klax.finalize(
+            km.TransverselyIsotropicPANN(G, [4], reduced=True, key=jr.key(5))
+        ),
         klax.finalize(
             km.TransverselyIsotropicPANN(G, [4], polyconvex_i5=False, key=jr.key(6))
         ),
@@ -134,17 +146,53 @@ def all_models(incompressible, compressible, transverse):
 BATCH = 8
 
 
+RANK_ONE = np.random.default_rng(30).normal(size=(2, 16, 3))  # directions a, b
+
+
 @eqx.filter_jit
-def evaluate(W, Fs, Q):
-    """Energy, stresses and tangent at each F of a batch, and at QF and FQ."""
+def evaluate(W, Fs, Q, directions):
+    """At each F of a batch: energy and stress at F and QF, energy at FQ, and
+    the second derivatives (a⊗b) : A(F) : (a⊗b) along rank-one directions."""
+    a, b = directions
 
     def at(F):
         QF, FQ = Q @ F, F @ Q
         W_F, P = jax.value_and_grad(W)(F)
         W_QF, P_QF = jax.value_and_grad(W)(QF)
-        return dict(W=W_F, P=P, A=km.tangent(W, F), W_QF=W_QF, P_QF=P_QF, W_FQ=W(FQ))
+
+        def curvature(a, b):
+            M = jnp.outer(a, b)
+            return jax.jvp(
+                lambda t: jax.jvp(lambda s: W(F + s * M), (t,), (1.0,))[1],
+                (0.0,),
+                (1.0,),
+            )[1]
+
+        rank_one = jax.vmap(curvature)(a, b)
+        return dict(W=W_F, P=P, W_QF=W_QF, P_QF=P_QF, W_FQ=W(FQ), rank_one=rank_one)
 
     return jax.vmap(at)(Fs)
+
+
+def run(W, Fs, Q=None):
+    Q = jnp.eye(3) if Q is None else jnp.asarray(Q)
+    return evaluate(W, Fs, Q, jnp.asarray(RANK_ONE))
+
+
+@eqx.filter_jit
+def strain_hessian(W):
+    """∂²W/∂ε∂ε at F = I for symmetric strains in Voigt order (engineering shears)."""
+    pairs = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+    basis = []
+    for i, j in pairs:
+        E = jnp.zeros((3, 3)).at[i, j].set(1.0).at[j, i].set(1.0)
+        basis.append(E if i == j else 0.5 * E)
+    basis = jnp.stack(basis)
+    # C = I + 2ε: F = I + ε to first order; W along F = sqrtm(I + 2ε) has the same
+    # second derivative at ε = 0 as along I + ε, since P(I) = 0 (tested separately).
+    return jax.hessian(lambda e: W(jnp.eye(3) + jnp.einsum("a,aij->ij", e, basis)))(
+        jnp.zeros(6)
+    )
 
 
 def batch_with_identity(Fs):
@@ -182,10 +230,16 @@ def energies(W, Fs):
 def load_curves(W, lam):
     ad = jnp.stack([km.nominal_stress_11(W, c, lam) for c in km.LOAD_CASES])
     closed = jnp.stack(
-        [km.isotropic_nominal_stress_11(W.isotropic_energy, c, lam) for c in km.LOAD_CASES]
+        [
+            km.isotropic_nominal_stress_11(W.isotropic_energy, c, lam)
+            for c in km.LOAD_CASES
+        ]
     )
     slopes = jnp.stack(
-        [jax.grad(lambda l, c=c: km.nominal_stress_11(W, c, l))(1.0) for c in km.LOAD_CASES]
+        [
+            jax.grad(lambda l, c=c: km.nominal_stress_11(W, c, l))(1.0)
+            for c in km.LOAD_CASES
+        ]
     )
     return ad, closed, slopes, W.initial_shear_modulus()
 
@@ -251,10 +305,16 @@ def test_polyconvexity_in_lifted_space(all_models):
     rng = np.random.default_rng(1)
     n = 64
     # Independent X (for F), Y (for cof F) and δ > 0 (for det F).
-    a = (rng.normal(size=(n, 3, 3)) + np.eye(3), rng.normal(size=(n, 3, 3)) + np.eye(3),
-         rng.uniform(0.2, 3.0, size=n))
-    b = (rng.normal(size=(n, 3, 3)) + np.eye(3), rng.normal(size=(n, 3, 3)) + np.eye(3),
-         rng.uniform(0.2, 3.0, size=n))
+    a = (
+        rng.normal(size=(n, 3, 3)) + np.eye(3),
+        rng.normal(size=(n, 3, 3)) + np.eye(3),
+        rng.uniform(0.2, 3.0, size=n),
+    )
+    b = (
+        rng.normal(size=(n, 3, 3)) + np.eye(3),
+        rng.normal(size=(n, 3, 3)) + np.eye(3),
+        rng.uniform(0.2, 3.0, size=n),
+    )
     t = rng.uniform(size=n)
     a, b = jax.tree.map(jnp.asarray, (a, b))
     for W in all_models:
@@ -274,13 +334,20 @@ def test_lifted_energy_is_the_energy(all_models):
 
 def test_rank_one_convexity(all_models):
     """Legendre–Hadamard: (a⊗b) : A(F) : (a⊗b) >= 0."""
-    rng = np.random.default_rng(3)
-    Fs = batch_with_identity(random_F(rng, BATCH - 1))
-    a, b = rng.normal(size=(16, BATCH, 3)), rng.normal(size=(16, BATCH, 3))
+    Fs = batch_with_identity(random_F(np.random.default_rng(3), BATCH - 1))
     for W in all_models:
-        A = np.asarray(evaluate(W, Fs, jnp.eye(3))["A"])
-        values = np.einsum("nbi,nbJ,biJkL,nbk,nbL->nb", a, b, A, a, b)
-        assert values.min() >= -1e-10
+        assert float(jnp.min(run(W, Fs)["rank_one"])) >= -1e-10
+
+
+def test_tangent_major_symmetry(incompressible):
+    W = incompressible[-1]
+    F = jnp.asarray(random_F(np.random.default_rng(31), 1)[0])
+    A = eqx.filter_jit(km.tangent)(W, F)
+    np.testing.assert_allclose(A, A.transpose(2, 3, 0, 1), atol=1e-12)
+    a, b = RANK_ONE[:, 0]
+    value = np.einsum("i,J,iJkL,k,L->", a, b, np.asarray(A), a, b)
+    expected = run(W, batch_with_identity(np.asarray(F)))["rank_one"][1, 0]
+    np.testing.assert_allclose(value, expected, rtol=1e-10)
 
 
 # ---------------------------------------------------------------------------
@@ -290,7 +357,7 @@ def test_rank_one_convexity(all_models):
 def test_zero_energy_and_stress_at_reference(incompressible, compressible, transverse):
     eye_batch = batch_with_identity([])
     for W in incompressible + compressible + transverse:
-        out = evaluate(W, eye_batch, jnp.eye(3))
+        out = run(W, eye_batch)
         assert float(jnp.max(jnp.abs(out["W"]))) < 1e-12
         if W not in incompressible:
             assert float(jnp.max(jnp.abs(out["P"]))) < 1e-12
@@ -315,7 +382,7 @@ def test_normalisation_for_many_parameters(compressible, transverse):
     for base in (compressible[0], transverse[0]):
         for k in range(4):
             model = perturb(base, jr.key(200 + k), size=2.0)
-            out = evaluate(model, batch_with_identity([]), jnp.eye(3))
+            out = run(model, batch_with_identity([]))
             assert float(jnp.max(jnp.abs(out["W"]))) < 1e-12
             assert float(jnp.max(jnp.abs(out["P"]))) < 1e-11
 
@@ -330,7 +397,7 @@ def test_stress_against_finite_differences(all_models):
     directions = np.eye(9).reshape(9, 3, 3) * h
     shifted = np.concatenate([F[None] + directions, F[None] - directions])
     for W in all_models:
-        P = evaluate(W, batch_with_identity(F), jnp.eye(3))["P"][1]
+        P = run(W, batch_with_identity(F))["P"][1]
         values = energies(W, shifted)
         fd = ((values[:9] - values[9:]) / (2 * h)).reshape(3, 3)
         np.testing.assert_allclose(P, fd, rtol=1e-6, atol=1e-8)
@@ -355,9 +422,11 @@ def test_closed_form_slopes_and_tension(incompressible):
 def test_stress_symmetry_objectivity_isotropy(models, F, v):
     Q = jnp.asarray(rotation(v))
     for kind, W in models:
-        out = jax.tree.map(lambda x: np.asarray(x[1]), evaluate(W, batch_with_identity(F), Q))
+        out = jax.tree.map(
+            lambda x: np.asarray(x[1]), run(W, batch_with_identity(F), Q)
+        )
         Q = np.asarray(Q)
-        P, A, J = out["P"], out["A"], np.linalg.det(F)
+        P, J = out["P"], np.linalg.det(F)
         S = np.linalg.solve(F, P)  # S = F⁻¹ P, σ = J⁻¹ P Fᵀ (tested in kinematics)
         sigma = P @ F.T / J
         sigma_QF = out["P_QF"] @ (Q @ F).T / J
@@ -368,15 +437,17 @@ def test_stress_symmetry_objectivity_isotropy(models, F, v):
         np.testing.assert_allclose(out["W_QF"], out["W"], atol=1e-12 * scale)
         np.testing.assert_allclose(out["P_QF"], Q @ P, atol=1e-12 * scale)
         np.testing.assert_allclose(sigma_QF, Q @ sigma @ Q.T, atol=1e-12 * scale)
-        np.testing.assert_allclose(A, A.transpose(2, 3, 0, 1), atol=1e-11 * scale)
         if kind == "isotropic":
             np.testing.assert_allclose(out["W_FQ"], out["W"], atol=1e-12 * scale)
 
 
 @pytest.fixture(scope="module")
 def models(incompressible, compressible, transverse):
-    return [("isotropic", incompressible[-1]), ("isotropic", compressible[0]),
-            ("transverse", transverse[0])]
+    return [
+        ("isotropic", incompressible[-1]),
+        ("isotropic", compressible[0]),
+        ("transverse", transverse[0]),
+    ]
 
 
 def test_transverse_isotropy(transverse):
@@ -386,15 +457,17 @@ def test_transverse_isotropy(transverse):
     normal /= np.linalg.norm(normal)
     Fs = batch_with_identity(random_F(rng, BATCH - 1))
     for W in transverse:
-        base = np.asarray(evaluate(W, Fs, jnp.eye(3))["W"])
+        base = np.asarray(run(W, Fs)["W"])
         for angle in (0.3, 1.7, -2.5):
             about_fibre = jnp.asarray(rotation(angle * n))
-            np.testing.assert_allclose(evaluate(W, Fs, about_fibre)["W_FQ"], base, atol=1e-12)
+            np.testing.assert_allclose(
+                run(W, Fs, about_fibre)["W_FQ"], base, atol=1e-12
+            )
         for axis in (normal, np.cross(n, normal)):  # 180° about normals to a
             flip = jnp.asarray(rotation(np.pi * axis))
-            np.testing.assert_allclose(evaluate(W, Fs, flip)["W_FQ"], base, atol=1e-12)
+            np.testing.assert_allclose(run(W, Fs, flip)["W_FQ"], base, atol=1e-12)
         generic = jnp.asarray(rotation([0.4, -0.9, 0.2]))
-        assert np.max(np.abs(evaluate(W, Fs, generic)["W_FQ"] - base)) > 1e-6
+        assert np.max(np.abs(run(W, Fs, generic)["W_FQ"] - base)) > 1e-6
 
 
 # ---------------------------------------------------------------------------
@@ -402,15 +475,12 @@ def test_transverse_isotropy(transverse):
 
 
 def test_reference_tangent_positive(incompressible, compressible, transverse):
-    pairs = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
-    Fs = batch_with_identity([])
     for W in compressible + transverse:
-        A = np.asarray(evaluate(W, Fs, jnp.eye(3))["A"][0])
-        # At F = I (S = 0): ∂S/∂E = A on symmetric strains, in Voigt form.
-        D = np.array([[A[i, j, k, l] for k, l in pairs] for i, j in pairs])
+        D = np.asarray(strain_hessian(W))
         assert np.linalg.eigvalsh(D).min() > 0
         if W in compressible:
             mu, lam = D[3, 3], D[0, 1]
+            np.testing.assert_allclose(D[4, 4], mu, rtol=1e-10)  # isotropy
             assert mu > 0 and lam + 2 * mu / 3 > 0
     for W in incompressible:
         assert float(load_curves(W, LAMBDAS)[3]) > 0
@@ -468,7 +538,9 @@ def test_softplus_reparametrisation_keeps_the_potential():
     np.testing.assert_allclose(
         energies(klax.finalize(soft), F), energies(klax.finalize(model), F), rtol=1e-9
     )
-    assert np.all(np.asarray(klax.unwrap(soft.network.layers[1].linear_y.weights[0])) > 0)
+    assert np.all(
+        np.asarray(klax.unwrap(soft.network.layers[1].linear_y.weights[0])) > 0
+    )
 
 
 def test_partially_monotone_network_free_inputs():

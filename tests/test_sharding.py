@@ -24,7 +24,6 @@ from jax.sharding import Mesh, PartitionSpec
 
 import klax
 
-
 SCRIPT = textwrap.dedent(
     """
     import json
@@ -38,7 +37,7 @@ SCRIPT = textwrap.dedent(
     y = jnp.sum(x**2, axis=-1)
     make = lambda k: klax.nn.MLP(2, "scalar", [4], key=k)
     opt = optax.sgd(0.05)
-    kw = dict(batch_size=8, steps=10, log_every=5, optimizer=opt, verbose=0, key=jr.key(3))
+    kw = dict(batch_size=8, steps=6, optimizer=opt, make_logger=False, key=jr.key(3))
 
     def diff(a, b):
         d = jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v))),
@@ -50,42 +49,39 @@ SCRIPT = textwrap.dedent(
 
     # fit: data parallel over the mesh, against one device.
     model = make(jr.key(1))
-    ref, ref_h = klax.fit(model, (x, y), **kw)
+    ref, _ = klax.fit(model, (x, y), **kw)
     mesh = jax.make_mesh((4,), ("d",))  # explicit axes by default
-    par, par_h = klax.fit(model, (x, y), mesh=mesh, **kw)
-    out["fit"] = [diff(ref, par), spec(par),
-                  float(np.max(np.abs(np.array(ref_h["loss"][1]) - np.array(par_h["loss"][1]))))]
-    par_all, _ = klax.fit(model, (x, y), mesh="all", **kw)
-    out["fit_all"] = [diff(ref, par_all), str(par_all.layers[0].weight.sharding.mesh.axis_names)]
+    par, _ = klax.fit(model, (x, y), mesh=mesh, **kw)
+    out["fit"] = [diff(ref, par), spec(par)]
 
     # The sharded loss really splits the batch: its gradient needs an all-reduce.
     auto = resolve_mesh(mesh, "test")
     sharded = BatchShardedLoss(klax.mse, auto, ("d",), 0)
     rep = replicate(klax.apply(model), auto)
     params, static = eqx.partition(rep, eqx.is_array)
-    value_and_grad = lambda p, b: sharded.value_and_grad(eqx.combine(p, static), b, None)
-    hlo = jax.jit(value_and_grad).lower(params, (x[:8], y[:8])).compile().as_text()
+    vg = lambda p, b: sharded.value_and_grad(eqx.combine(p, static), b, None)
+    hlo = jax.jit(vg).lower(params, (x[:8], y[:8])).compile().as_text()
     out["all_reduce"] = "all-reduce" in hlo
 
     # fit_ensemble: member parallel, data parallel, both on a 2 x 2 mesh.
     ens = klax.make_ensemble(make, 4, key=jr.key(2))
-    ref, ref_h = klax.fit_ensemble(ens, (x, y), **kw)
+    ref, _ = klax.fit_ensemble(ens, (x, y), **kw)
     for name, m, shard in [
         ("members", mesh, "members"),
         ("batch", mesh, "batch"),
         ("both", jax.make_mesh((2, 2), ("m", "b")), {"members": "m", "batch": "b"}),
     ]:
-        par, par_h = klax.fit_ensemble(ens, (x, y), mesh=m, shard=shard, **kw)
-        loss_diff = float(np.max(np.abs(par_h["loss"][1][-1] - ref_h["loss"][1][-1])))
-        out[name] = [diff(ref, par), spec(par), loss_diff]
+        par, _ = klax.fit_ensemble(ens, (x, y), mesh=m, shard=shard, **kw)
+        out[name] = [diff(ref, par), spec(par)]
 
     # Errors that need several devices.
     errors = {}
+    three = klax.make_ensemble(make, 3, key=jr.key(0))
     for name, call in [
-        ("members", lambda: klax.fit_ensemble(klax.make_ensemble(make, 3, key=jr.key(0)),
-                                              (x, y), mesh=mesh, **kw)),
+        ("members", lambda: klax.fit_ensemble(three, (x, y), mesh=mesh, **kw)),
         ("batch", lambda: klax.fit(model, (x, y), mesh=mesh, **dict(kw, batch_size=6))),
-        ("axis", lambda: klax.fit_ensemble(ens, (x, y), mesh=mesh, shard={"members": "q"}, **kw)),
+        ("axis", lambda: klax.fit_ensemble(ens, (x, y), mesh=mesh,
+                                           shard={"members": "q"}, **kw)),
     ]:
         try:
             call()
@@ -126,26 +122,24 @@ def test_subprocess_has_four_devices(four_devices):
 
 
 def test_fit_data_parallel_matches_one_device(four_devices):
-    diff, spec, loss_diff = four_devices["fit"]
-    assert diff < TOL and loss_diff < TOL
-    assert spec == "PartitionSpec()"  # parameters replicated
-    diff, names = four_devices["fit_all"]
-    assert diff < TOL and names == "('devices',)"
+    diff, spec = four_devices["fit"]
+    assert diff < TOL
+    assert spec == str(PartitionSpec())  # parameters replicated
     assert four_devices["all_reduce"]
 
 
 @pytest.mark.parametrize(
     ("layout", "expected_spec"),
     [
-        ("members", "PartitionSpec('d', None, None)"),
-        ("batch", "PartitionSpec()"),
-        ("both", "PartitionSpec('m', None, None)"),
+        ("members", PartitionSpec("d", None, None)),
+        ("batch", PartitionSpec()),
+        ("both", PartitionSpec("m", None, None)),
     ],
 )
 def test_fit_ensemble_on_four_devices_matches_one(four_devices, layout, expected_spec):
-    diff, spec, loss_diff = four_devices[layout]
-    assert diff < TOL and loss_diff < TOL
-    assert spec == expected_spec
+    diff, spec = four_devices[layout]
+    assert diff < TOL
+    assert spec == str(expected_spec)
 
 
 def test_mesh_errors_on_four_devices(four_devices):
@@ -162,14 +156,25 @@ def test_mesh_errors_on_four_devices(four_devices):
 def test_one_device_mesh_changes_nothing():
     x = jnp.linspace(0.0, 1.0, 8)
     model = klax.nn.MLP("scalar", "scalar", [3], key=jr.key(0))
-    kw = dict(batch_size=4, steps=5, optimizer=optax.sgd(0.1), make_logger=False, key=jr.key(1))
+    kw = dict(
+        batch_size=4,
+        steps=5,
+        optimizer=optax.sgd(0.1),
+        make_logger=False,
+        key=jr.key(1),
+    )
     ref, _ = klax.fit(model, (x, x), **kw)
     mesh = Mesh(np.asarray(jax.devices()[:1]), ("d",))
     out, _ = klax.fit(model, (x, x), mesh=mesh, **kw)
     assert eqx.tree_equal(
-        eqx.filter(ref, eqx.is_array), eqx.filter(out, eqx.is_array), rtol=1e-6, atol=1e-7
+        eqx.filter(ref, eqx.is_array),
+        eqx.filter(out, eqx.is_array),
+        rtol=1e-6,
+        atol=1e-7,
     )
     assert out.layers[0].weight.sharding.spec == PartitionSpec()
+    out, _ = klax.fit(model, (x, x), mesh="all", **kw)
+    assert out.layers[0].weight.sharding.mesh.axis_names == ("devices",)
 
 
 def test_mesh_argument_errors():
@@ -179,14 +184,23 @@ def test_mesh_argument_errors():
         klax.fit(model, data, mesh="gpus", key=jr.key(0))
     with pytest.raises(TypeError, match="jax.sharding.Mesh"):
         klax.fit(model, data, mesh=jax.devices(), key=jr.key(0))
-    ens = klax.make_ensemble(lambda k: klax.nn.Linear(1, 1, jr.normal, key=k), 2, key=jr.key(0))
+    ens = klax.make_ensemble(
+        lambda k: klax.nn.Linear(1, 1, jr.normal, key=k), 2, key=jr.key(0)
+    )
     mesh = Mesh(np.asarray(jax.devices()[:1]), ("d",))
     with pytest.raises(TypeError, match='"members", "batch" or a dict'):
-        klax.fit_ensemble(ens, (jnp.zeros((4, 1)),) * 2, mesh=mesh, shard=1, key=jr.key(0))
+        klax.fit_ensemble(
+            ens, (jnp.zeros((4, 1)),) * 2, mesh=mesh, shard=1, key=jr.key(0)
+        )
     with pytest.raises(ValueError, match="both members and batches"):
         klax.fit_ensemble(
-            ens, (jnp.zeros((4, 1)),) * 2, mesh=mesh, shard={"members": "d", "batch": "d"},
+            ens,
+            (jnp.zeros((4, 1)),) * 2,
+            mesh=mesh,
+            shard={"members": "d", "batch": "d"},
             key=jr.key(0),
         )
     with pytest.raises(ValueError, match='keys must be "members"'):
-        klax.fit_ensemble(ens, (jnp.zeros((4, 1)),) * 2, mesh=mesh, shard={"rows": "d"}, key=jr.key(0))
+        klax.fit_ensemble(
+            ens, (jnp.zeros((4, 1)),) * 2, mesh=mesh, shard={"rows": "d"}, key=jr.key(0)
+        )

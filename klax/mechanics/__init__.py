@@ -7,6 +7,27 @@ from ._baselines import (
     Ogden as Ogden,
     VolumetricPenalty as VolumetricPenalty,
 )
+from ._calibration import (
+    StressData as StressData,
+    StressLoss as StressLoss,
+    build_model as build_model,
+    calibrate_seeds as calibrate_seeds,
+    invariant_scales as invariant_scales,
+    load_model as load_model,
+    predict_nominal_stress_11 as predict_nominal_stress_11,
+    save_model as save_model,
+    stress_data as stress_data,
+    stress_loss as stress_loss,
+    train_seeds as train_seeds,
+)
+from ._data import (
+    DataError as DataError,
+    FitMetrics as FitMetrics,
+    LoadCurve as LoadCurve,
+    fit_metrics as fit_metrics,
+    parse_curves as parse_curves,
+    read_curves as read_curves,
+)
 from ._kinematics import (
     cofactor as cofactor,
     invariants as invariants,
@@ -31,15 +52,6 @@ from ._loadcases import (
     stretches_to_F as stretches_to_F,
     uniaxial as uniaxial,
 )
-from ._stress import (
-    cauchy as cauchy,
-    first_piola as first_piola,
-    kirchhoff as kirchhoff,
-    second_piola as second_piola,
-    tangent as tangent,
-    tangent_9x9 as tangent_9x9,
-    voigt_tangent as voigt_tangent,
-)
 from ._networks import (
     PartiallyMonotoneFICNN as PartiallyMonotoneFICNN,
     reparametrize_nonnegative as reparametrize_nonnegative,
@@ -50,24 +62,12 @@ from ._potentials import (
     IncompressiblePANN as IncompressiblePANN,
     TransverselyIsotropicPANN as TransverselyIsotropicPANN,
 )
-from ._calibration import (
-    StressData as StressData,
-    StressLoss as StressLoss,
-    build_model as build_model,
-    calibrate_seeds as calibrate_seeds,
-    invariant_scales as invariant_scales,
-    load_model as load_model,
-    predict_nominal_stress_11 as predict_nominal_stress_11,
-    save_model as save_model,
-    stress_data as stress_data,
-    stress_loss as stress_loss,
-    train_seeds as train_seeds,
-)
-from ._data import (
-    DataError as DataError,
-    FitMetrics as FitMetrics,
-    LoadCurve as LoadCurve,
-    fit_metrics as fit_metrics,
-    parse_curves as parse_curves,
-    read_curves as read_curves,
+from ._stress import (
+    cauchy as cauchy,
+    first_piola as first_piola,
+    kirchhoff as kirchhoff,
+    second_piola as second_piola,
+    tangent as tangent,
+    tangent_9x9 as tangent_9x9,
+    voigt_tangent as voigt_tangent,
 )

@@ -15,6 +15,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._misc import default_floating_dtype
@@ -25,7 +26,6 @@ from ._kinematics import (
     check_positive_jacobian,
 )
 from ._spectral import eig_power_sum
-
 
 Scalar = Float[Array, ""]
 
@@ -109,9 +109,10 @@ class NeoHooke(AbstractIsotropicPotential):
 
 
 class MooneyRivlin(AbstractIsotropicPotential):
-    """Incompressible Mooney–Rivlin model $W = c_{10}(\\bar I_1 - 3) + c_{01}(\\bar I_2 - 3)$.
+    """Incompressible Mooney–Rivlin model.
 
-    The initial shear modulus is $2(c_{10} + c_{01})$.
+    $W = c_{10}(\\bar I_1 - 3) + c_{01}(\\bar I_2 - 3)$; the initial shear
+    modulus is $2(c_{10} + c_{01})$.
     """
 
     c10: Array
@@ -161,7 +162,9 @@ class Ogden(eqx.Module):
     alpha: Float[Array, " N"]
 
     def __init__(
-        self, mu: Sequence[float] | ArrayLike, alpha: Sequence[float] | ArrayLike,
+        self,
+        mu: Sequence[float] | ArrayLike,
+        alpha: Sequence[float] | ArrayLike,
         dtype: Any = None,
     ):
         """**Arguments:**
@@ -179,7 +182,11 @@ class Ogden(eqx.Module):
                 "`Ogden(mu=..., alpha=...)` must be two non-empty 1-d sequences of "
                 f"equal length; got shapes {mu_arr.shape} and {alpha_arr.shape}."
             )
-        if not isinstance(alpha_arr, jax.core.Tracer) and bool(jnp.any(alpha_arr == 0)):
+        try:
+            has_zero = bool(np.any(np.asarray(alpha_arr) == 0))
+        except jax.errors.TracerArrayConversionError:  # built under a transformation
+            has_zero = False
+        if has_zero:
             raise ValueError(f"`Ogden(alpha=...)` must be non-zero; got {alpha}.")
         self.mu = mu_arr
         self.alpha = alpha_arr
@@ -201,7 +208,9 @@ class Ogden(eqx.Module):
         self, stretch_1: ArrayLike, stretch_2: ArrayLike, stretch_3: ArrayLike
     ) -> Scalar:
         """Energy of the (isochoric) principal stretches of an incompressible state."""
-        stretches = jnp.stack([jnp.asarray(s) for s in (stretch_1, stretch_2, stretch_3)])
+        stretches = jnp.stack(
+            [jnp.asarray(s) for s in (stretch_1, stretch_2, stretch_3)]
+        )
         powers = stretches[None, :] ** self.alpha[:, None]
         return jnp.sum(self.mu / self.alpha * (jnp.sum(powers, axis=1) - 3.0))
 
@@ -222,7 +231,9 @@ class VolumetricPenalty(eqx.Module):
     bulk_modulus: Array
 
     def __init__(
-        self, potential: Callable[[Array], Array], bulk_modulus: ArrayLike,
+        self,
+        potential: Callable[[Array], Array],
+        bulk_modulus: ArrayLike,
         dtype: Any = None,
     ):
         """**Arguments:**

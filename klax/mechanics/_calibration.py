@@ -5,6 +5,7 @@ nominal-stress data of several load cases, the seed loop with collapse
 detection and restart, and saving/loading a calibrated model.
 """
 
+import functools
 import json
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
@@ -18,9 +19,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
+from .._ensemble import ensemble_member, fit_ensemble
 from .._logging import History, metric
 from .._losses import Loss
-from .._training import fit
 from .._wrappers import finalize, unwrap
 from ..nn import InputSplitLinear
 from ._baselines import AbstractIsotropicPotential, MooneyRivlin, NeoHooke, Ogden
@@ -29,7 +30,6 @@ from ._kinematics import REFERENCE_I2_POLYCONVEX
 from ._loadcases import LOAD_CASES, check_load_case
 from ._networks import reparametrize_nonnegative
 from ._potentials import IncompressiblePANN
-
 
 MODEL_NAMES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3")
 LOSS_NAMES = ("mse", "mse-per-case", "relative")
@@ -230,12 +230,21 @@ def output_weights_dead(model: eqx.Module) -> bool:
     if not isinstance(model, IncompressiblePANN) or not model.network.width_sizes:
         return False
     linear = model.network.layers[-1].linear_y
-    weight = linear.weights[0] if isinstance(linear, InputSplitLinear) else linear.weight
+    weight = (
+        linear.weights[0] if isinstance(linear, InputSplitLinear) else linear.weight
+    )
     return bool(np.all(np.abs(np.asarray(unwrap(weight))) <= 1e-8))
 
 
 # ---------------------------------------------------------------------------
 # The seed loop
+
+
+@functools.lru_cache(maxsize=8)
+def _adam(learning_rate: float) -> optax.GradientTransformation:
+    # One optimizer object per learning rate: the compiled training loop is
+    # keyed on it, so restarts and repeated calibrations reuse the compilation.
+    return optax.adam(learning_rate)
 
 
 class SeedResult(NamedTuple):
@@ -266,19 +275,26 @@ def evaluate_cases(
     stretch = np.ones(padded)
     index = np.zeros(padded, dtype=np.int32)
     start = 0
-    for case, values, size in zip(cases, stretches, sizes):
+    for case, values, size in zip(cases, stretches, sizes, strict=True):
         stretch[start : start + size] = values
-        index[start : start + size] = LOAD_CASES.index(check_load_case(case, "evaluate_cases"))
+        index[start : start + size] = LOAD_CASES.index(
+            check_load_case(case, "evaluate_cases")
+        )
         start += size
     dtype = jnp.result_type(float)
-    out = np.asarray(_predict_jit(model, jnp.asarray(index), jnp.asarray(stretch, dtype)))
+    out = np.asarray(
+        _predict_jit(model, jnp.asarray(index), jnp.asarray(stretch, dtype))
+    )
     return list(np.split(out[:total], np.cumsum(sizes)[:-1]))
 
 
 def _train_r2(model, curves, cases) -> dict[str, float]:
-    predicted = evaluate_cases(finalize(model), cases, [curves[c].stretch for c in cases])
+    predicted = evaluate_cases(
+        finalize(model), cases, [curves[c].stretch for c in cases]
+    )
     return {
-        case: fit_metrics(curves[case].stress, p).r2 for case, p in zip(cases, predicted)
+        case: fit_metrics(curves[case].stress, p).r2
+        for case, p in zip(cases, predicted, strict=True)
     }
 
 
@@ -294,37 +310,46 @@ def train_seeds(
     log_every: int = 100,
     verbose: int = 2,
 ) -> list[tuple[Any, History | None, float]]:
-    """Train one model per seed with `klax.fit`; the only loop over seeds.
+    """Train one model per seed, all seeds together; the only loop over seeds.
 
-    Seed `s` builds its model from `jr.fold_in(base_key, s)` and draws its
-    batches from `jr.fold_in(base_key, 10_000 + s)`, so a seed's result does
-    not depend on which other seeds run. The logged `"loss"` is the loss on
-    all of `data` (not on a batch).
+    The seeds form one ensemble ([`klax.fit_ensemble`][]): one compilation and
+    one compiled loop for all of them. Seed `s` builds its model from
+    `jr.fold_in(base_key, s)`; the batch orders come from
+    `jr.fold_in(base_key, 10_000 + seeds[0])`, split over the seeds. The
+    logged `"loss"` is the loss of each member on all of `data` (not on a
+    batch).
 
-    **Returns:** one `(model, history, final_loss)` per seed, in order.
+    **Returns:** one `(model, history, final_loss)` per seed, in order; each
+    history holds that seed's `"loss"` curve.
     """
-    full = StressData(*(jnp.asarray(a) for a in data))
-    full_loss = eqx.filter_jit(lambda model: stress_loss(model, full, None))
-    loss_metric = metric("loss", verbose=True)(
+    full = tuple(jnp.asarray(a) for a in data)
+    member_loss = eqx.filter_vmap(lambda model: stress_loss(model, full, None))
+    full_loss = eqx.filter_jit(member_loss)
+    loss_metric: Any = metric("loss", verbose=True)(
         lambda context: full_loss(context.state.model)
     )
-    optimizer = optax.adam(learning_rate)  # one object: one compilation for all seeds
+    keys = jnp.stack([jr.fold_in(base_key, s) for s in seeds])
+    ensemble = eqx.filter_jit(eqx.filter_vmap(make_model))(keys)
+    ensemble, history = fit_ensemble(
+        ensemble,
+        full,
+        batch_size=min(batch_size, len(data.stretch)),
+        steps=steps,
+        loss=stress_loss,
+        optimizer=_adam(float(learning_rate)),
+        metrics=[loss_metric],
+        log_every=log_every,
+        verbose=verbose,
+        key=jr.fold_in(base_key, 10_000 + seeds[0]),
+    )
+    losses = np.asarray(full_loss(ensemble))
+    steps_logged, values = history["loss"] if history is not None else ([], [])
     results = []
-    for seed in seeds:
-        model = make_model(jr.fold_in(base_key, seed))
-        model, history = fit(
-            model,
-            tuple(full),
-            batch_size=min(batch_size, len(data.stretch)),
-            steps=steps,
-            loss=stress_loss,
-            optimizer=optimizer,
-            metrics=[loss_metric],
-            log_every=log_every,
-            verbose=verbose,
-            key=jr.fold_in(base_key, 10_000 + seed),
-        )
-        results.append((model, history, float(full_loss(model))))
+    for i in range(len(seeds)):
+        member = ensemble_member(ensemble, i)
+        curve = [float(np.asarray(v)[i]) for v in values]
+        member_history = History(content={"loss": (list(steps_logged), curve)})
+        results.append((member, member_history, float(losses[i])))
     return results
 
 
@@ -375,7 +400,7 @@ def calibrate_seeds(
         )
         return [
             SeedResult(s, m, h, value, _train_r2(m, curves, train_cases))
-            for s, (m, h, value) in zip(seed_list, trained)
+            for s, (m, h, value) in zip(seed_list, trained, strict=True)
         ]
 
     def collapsed(result: SeedResult) -> bool:
@@ -386,18 +411,20 @@ def calibrate_seeds(
 
     results = run(list(range(seeds)))
     next_seed = seeds
+    pending = results
     for _ in range(max_restarts):
-        bad = [r for r in results if collapsed(r)]
+        bad = [r for r in pending if collapsed(r)]
         if not bad:
             break
         fresh = list(range(next_seed, next_seed + len(bad)))
         next_seed += len(bad)
-        for r, s in zip(bad, fresh):
+        for r, s in zip(bad, fresh, strict=True):
             report(
                 f"seed {r.seed} collapsed (worst training R² "
                 f"{min(r.train_r2.values()):.3f}); restarting as seed {s}"
             )
-        results = results + run(fresh)
+        pending = run(fresh)
+        results = results + pending
     good = [r for r in results if not collapsed(r)] or results
     best = min(good, key=lambda r: r.loss if np.isfinite(r.loss) else np.inf)
     return best, results
@@ -425,7 +452,7 @@ def save_model(directory: str | pathlib.Path, model: eqx.Module, config: dict) -
     eqx.tree_serialise_leaves(directory / "model.eqx", final)
 
 
-def load_model(directory: str | pathlib.Path) -> eqx.Module:
+def load_model(directory: str | pathlib.Path) -> Any:
     """Load a calibrated model written by `klax-calibrate` (or `save_model`).
 
     Rebuilds the model skeleton from `model.json` and reads the parameters

@@ -14,7 +14,6 @@ import numpy as np
 
 from ._loadcases import LOAD_CASES
 
-
 REQUIRED_COLUMNS = ("load_case", "stretch", "nominal_stress_MPa")
 
 
@@ -48,7 +47,9 @@ def read_data_bytes(path: str | pathlib.Path | Traversable | None) -> bytes:
     except FileNotFoundError:
         raise DataError(f"--data: file not found: {source}") from None
     except IsADirectoryError:
-        raise DataError(f"--data: expected a CSV file, got a directory: {source}") from None
+        raise DataError(
+            f"--data: expected a CSV file, got a directory: {source}"
+        ) from None
     except OSError as error:
         raise DataError(f"--data: cannot read {source}: {error.strerror}") from None
 
@@ -83,8 +84,8 @@ def parse_curves(raw: bytes) -> dict[str, LoadCurve]:
 
     - `raw`: the file contents.
 
-    **Returns:** a dict from load-case name to its [`LoadCurve`][klax.mechanics.LoadCurve],
-    in the order the cases first appear.
+    **Returns:** a dict from load-case name to its
+    [`LoadCurve`][klax.mechanics.LoadCurve], in the order the cases first appear.
     """
     try:
         text = raw.decode("utf-8-sig")

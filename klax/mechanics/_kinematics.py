@@ -11,12 +11,11 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-
 Matrix = Float[Array, "3 3"]
 Scalar = Float[Array, ""]
 
 REFERENCE_I2_POLYCONVEX = 3.0**1.5
-"""Value of $\\tilde I_2 = \\|\\operatorname{cof} F\\|^3 / J^2$ at `F = I`: $3^{3/2}$."""
+"""$\\tilde I_2 = \\|\\operatorname{cof} F\\|^3 / J^2$ at `F = I`: $3^{3/2}$."""
 
 
 def as_deformation_gradient(F: ArrayLike, where: str) -> Array:

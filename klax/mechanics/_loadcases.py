@@ -30,7 +30,6 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._stress import Potential
 
-
 LoadCase = Literal["uniaxial", "equibiaxial", "pure_shear"]
 LOAD_CASES: tuple[str, ...] = get_args(LoadCase)
 """The names of the supported load cases."""
@@ -112,7 +111,7 @@ _STRETCHES: dict[str, Callable[[ArrayLike], tuple[Array, Array, Array]]] = {
 }
 
 
-def load_case_stretches(load_case: LoadCase, stretch: ArrayLike) -> tuple[Array, ...]:
+def load_case_stretches(load_case: str, stretch: ArrayLike) -> tuple[Array, ...]:
     """Principal stretches of an incompressible load case, selected by name.
 
     **Arguments:**
@@ -168,7 +167,7 @@ def _incompressible_P11_P22(W: Potential, lam1, lam2, lam3):
 
 
 def nominal_stress(
-    W: Potential, load_case: LoadCase, stretch: ArrayLike
+    W: Potential, load_case: str, stretch: ArrayLike
 ) -> tuple[Array, Array]:
     """Nominal stresses `(P11, P22)` of an incompressible material (AD path).
 
@@ -196,7 +195,7 @@ def nominal_stress(
     return fn(*stretches)
 
 
-def nominal_stress_11(W: Potential, load_case: LoadCase, stretch: ArrayLike) -> Array:
+def nominal_stress_11(W: Potential, load_case: str, stretch: ArrayLike) -> Array:
     """Nominal stress `P11` of an incompressible material (AD path).
 
     See [`nominal_stress`][klax.mechanics.nominal_stress]; this returns its
@@ -220,7 +219,7 @@ def nominal_stress_11(W: Potential, load_case: LoadCase, stretch: ArrayLike) -> 
 
 
 def isotropic_nominal_stress_11(
-    W_inv: Callable[[Array, Array], Array], load_case: LoadCase, stretch: ArrayLike
+    W_inv: Callable[[Array, Array], Array], load_case: str, stretch: ArrayLike
 ) -> Array:
     """Closed-form nominal stress `P11` of an incompressible isotropic `W(I1, I2)`.
 
@@ -283,7 +282,7 @@ def _diag_stress(W: Potential, stretches) -> Array:
 
 def compressible_load_case(
     W: Potential,
-    load_case: LoadCase,
+    load_case: str,
     stretch: ArrayLike,
     *,
     rtol: float | None = None,

@@ -55,7 +55,10 @@ def softplus_positive(parameter: ArrayLike, minimum: float = 1e-6) -> Parameteri
 
 
 def reparametrize_nonnegative(tree: PyTree, minimum: float = 1e-6) -> PyTree:
-    """Replace every [`klax.NonNegative`][] in `tree` by [`softplus_positive`][klax.mechanics.softplus_positive].
+    """Replace every [`klax.NonNegative`][] in `tree` by a softplus parametrisation.
+
+    Each becomes [`softplus_positive`][klax.mechanics.softplus_positive] of its
+    parameter.
 
     Turns a network whose constrained weights are projected onto `w >= 0`
     after each update (e.g. a `klax.nn.FICNN`) into one whose weights are
@@ -169,7 +172,7 @@ class PartiallyMonotoneFICNN(eqx.Module):
         mono_init = constrained_weight_init if m else zeros
         free_init = weight_init if f else zeros
         layers = []
-        for y_in, out, layer_key in zip(in_sizes, out_sizes, keys):
+        for y_in, out, layer_key in zip(in_sizes, out_sizes, keys, strict=True):
             if y_in is None:
                 sizes = (m, f)
                 inits = (mono_init, free_init)

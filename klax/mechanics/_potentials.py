@@ -42,16 +42,16 @@ from ._kinematics import (
 )
 from ._networks import PartiallyMonotoneFICNN
 
-
 Scalar = Float[Array, ""]
 Invariants = Literal["polyconvex", "isochoric"]
 
 
 def _check_scale(scale: Any, n: int, owner: str) -> tuple[float, ...]:
-    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
-        scale = (float(scale),) * n
+    items: Any = (scale,) * n if isinstance(scale, (int, float)) else scale
     try:
-        values = tuple(float(s) for s in scale)
+        if isinstance(scale, bool):
+            raise TypeError
+        values = tuple(float(s) for s in items)
     except (TypeError, ValueError):
         raise TypeError(
             f"`{owner}(input_scale=...)` must be a positive number or a sequence of "
@@ -86,7 +86,9 @@ def _widths(width_sizes: Any, owner: str) -> tuple[int, ...]:
             f"e.g. [8]; got {width_sizes!r}."
         )
     widths = tuple(width_sizes)
-    if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+    if not all(
+        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths
+    ):
         raise ValueError(
             f"`{owner}(width_sizes=...)` must hold positive ints; got {width_sizes!r}."
         )
@@ -99,7 +101,7 @@ def _growth(J: Array) -> Array:
 
 
 class IncompressiblePANN(AbstractIsotropicPotential):
-    """Isotropic incompressible PANN on the polyconvex invariants $(\\tilde I_1, \\tilde I_2)$.
+    """Isotropic incompressible PANN on $(\\tilde I_1, \\tilde I_2)$.
 
     $$W(F) = N\\!\\left(\\frac{\\tilde I_1 - 3}{s_1},
     \\frac{\\tilde I_2 - 3^{3/2}}{s_2}\\right) - N(0, 0)
@@ -176,7 +178,9 @@ class IncompressiblePANN(AbstractIsotropicPotential):
 
     def _energy(self, I1: Array, I2_input: Array) -> Array:
         s1, s2 = self.input_scale
-        reference_2 = REFERENCE_I2_POLYCONVEX if self.invariants == "polyconvex" else 3.0
+        reference_2 = (
+            REFERENCE_I2_POLYCONVEX if self.invariants == "polyconvex" else 3.0
+        )
         x = jnp.stack([(I1 - 3.0) / s1, (I2_input - reference_2) / s2])
         energy = self.network(x) - self.network(jnp.zeros_like(x))
         if self.floor:
@@ -206,7 +210,7 @@ class IncompressiblePANN(AbstractIsotropicPotential):
         return self._energy(I1, I2)
 
     def isotropic_energy(self, I1: ArrayLike, I2: ArrayLike) -> Scalar:
-        """The energy at `J = 1` as a function of the principal invariants `I1`, `I2`."""
+        """The energy at `J = 1` as a function of the invariants `I1`, `I2`."""
         I1, I2 = jnp.asarray(I1), jnp.asarray(I2)
         return self._energy(I1, I2**1.5 if self.invariants == "polyconvex" else I2)
 
@@ -216,7 +220,9 @@ def _network_input_gradient(network: Callable[[Array], Array], n: int, dtype) ->
 
 
 class CompressiblePANN(eqx.Module):
-    """Isotropic compressible PANN on $(I_1, I_2, J, -J)$ (Klein et al. 2022, Linden et al. 2023).
+    """Isotropic compressible PANN on $(I_1, I_2, J, -J)$.
+
+    After Klein et al. (2022) and Linden et al. (2023):
 
     $$W = N(\\mathcal I) - N(\\mathcal I_0) - n (J - 1)
     + \\gamma (J + 1/J - 2)^2,\\qquad
@@ -359,11 +365,16 @@ class TransverselyIsotropicPANN(eqx.Module):
         G = check_structural_tensor(structural_tensor, owner)
         if dtype is not None:
             G = G.astype(dtype)
-        flags = (True, False, False, True, True) if reduced else (
-            True, True, False, False, True, True
+        flags = (
+            (True, False, False, True, True)
+            if reduced
+            else (True, True, False, False, True, True)
         )
         self.network = PartiallyMonotoneFICNN(
-            flags, _widths(width_sizes, owner), activation=activation, dtype=dtype,
+            flags,
+            _widths(width_sizes, owner),
+            activation=activation,
+            dtype=dtype,
             key=key,
         )
         self.structural_tensor = NonTrainable(G)

@@ -41,7 +41,7 @@ def _divided_difference(mu: Array, b: Array) -> Array:
 
 @jax.custom_jvp
 def matrix_power(C: Array, b: Array) -> Array:
-    """`C^b = V diag(μ^b) Vᵀ` for a symmetric positive definite `C` of shape `(3, 3)`."""
+    """`C^b = V diag(μ^b) Vᵀ` for a symmetric positive definite `C`, shape `(3, 3)`."""
     mu, V = _eigh(C)
     return (V * (mu**b)[None, :]) @ V.T
 

@@ -7,15 +7,20 @@ finalised PANN). Every stress here comes from automatic differentiation of
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._kinematics import _cofactor, _det, as_deformation_gradient, check_positive_jacobian
+from ._kinematics import (
+    _cofactor,
+    _det,
+    as_deformation_gradient,
+    check_positive_jacobian,
+)
 
-
-Potential = Callable[[Array], Array]
+Potential = Callable[..., Any]
 Matrix = Float[Array, "3 3"]
 
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -66,7 +71,7 @@ def first_piola(W: Potential, F: ArrayLike) -> Matrix:
 
 
 def second_piola(W: Potential, F: ArrayLike) -> Matrix:
-    """Second Piola–Kirchhoff stress $S = F^{-1} P$ (equals $2\\,\\partial W/\\partial C$).
+    """Second Piola–Kirchhoff stress $S = F^{-1} P$ ($= 2\\,\\partial W/\\partial C$).
 
     $F^{-1}$ is applied as $\\operatorname{cof}(F)^T / J$; `J <= 0` raises an
     error at run time. The result is not symmetrised: for an objective `W` it

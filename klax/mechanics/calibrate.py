@@ -25,7 +25,6 @@ from typing import Any, NoReturn
 from ._data import DataError, LoadCurve, data_hash, parse_curves, read_data_bytes
 from ._loadcases import LOAD_CASES
 
-
 PROG = "klax-calibrate"
 MODEL_CHOICES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3")
 LOSS_CHOICES = ("mse", "mse-per-case", "relative")
@@ -49,37 +48,92 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     add = parser.add_argument
-    add("--data", metavar="PATH", help="CSV with columns load_case,stretch,"
-        "nominal_stress_MPa (default: the packaged treloar.csv)")
-    add("--train", metavar="CASES", default="uniaxial,equibiaxial",
-        help="comma-separated load cases to fit (default: %(default)s)")
-    add("--test", metavar="CASES", default=None,
-        help="comma-separated held-out cases (default: all other cases in the file)")
-    add("--model", choices=MODEL_CHOICES, default="pann",
-        help="pann (incompressible isotropic PANN) or a baseline (default: pann)")
-    add("--invariants", choices=("polyconvex", "isochoric"), default="polyconvex",
-        help="PANN inputs: (Ĩ1, Ĩ2) or (Ī1, Ī2) (default: polyconvex)")
+    add(
+        "--data",
+        metavar="PATH",
+        help="CSV with columns load_case,stretch,"
+        "nominal_stress_MPa (default: the packaged treloar.csv)",
+    )
+    add(
+        "--train",
+        metavar="CASES",
+        default="uniaxial,equibiaxial",
+        help="comma-separated load cases to fit (default: %(default)s)",
+    )
+    add(
+        "--test",
+        metavar="CASES",
+        default=None,
+        help="comma-separated held-out cases (default: all other cases in the file)",
+    )
+    add(
+        "--model",
+        choices=MODEL_CHOICES,
+        default="pann",
+        help="pann (incompressible isotropic PANN) or a baseline (default: pann)",
+    )
+    add(
+        "--invariants",
+        choices=("polyconvex", "isochoric"),
+        default="polyconvex",
+        help="PANN inputs: (Ĩ1, Ĩ2) or (Ī1, Ī2) (default: polyconvex)",
+    )
     add("--width", type=int, default=8, help="hidden width of the FICNN (default: 8)")
-    add("--depth", type=int, default=1,
-        help="number of hidden layers of the FICNN (default: 1)")
+    add(
+        "--depth",
+        type=int,
+        default=1,
+        help="number of hidden layers of the FICNN (default: 1)",
+    )
     add("--steps", type=int, default=20000, help="optimiser steps (default: 20000)")
     add("--lr", type=float, default=2e-3, help="Adam learning rate (default: 2e-3)")
     add("--batch-size", type=int, default=32, help="batch size (default: 32)")
-    add("--loss", choices=LOSS_CHOICES, default="mse",
-        help="mse, mse-per-case (equal case weights) or relative (default: mse)")
-    add("--seeds", type=int, default=5,
-        help="independent restarts; the lowest training loss is kept (default: 5)")
+    add(
+        "--loss",
+        choices=LOSS_CHOICES,
+        default="mse",
+        help="mse, mse-per-case (equal case weights) or relative (default: mse)",
+    )
+    add(
+        "--seeds",
+        type=int,
+        default=5,
+        help="independent restarts; the lowest training loss is kept (default: 5)",
+    )
     add("--seed", type=int, default=0, help="base PRNG seed (default: 0)")
-    add("--positivity", choices=("clamp", "softplus"), default="clamp",
+    add(
+        "--positivity",
+        choices=("clamp", "softplus"),
+        default="clamp",
         help="non-negative PANN weights by projection (clamp) or as softplus of "
-        "a free parameter (default: clamp)")
-    add("--log-every", type=int, default=100,
-        help="log the training loss every this many steps (default: 100)")
-    add("--out", metavar="DIR", default="./calibration",
-        help="output directory, created if missing (default: ./calibration)")
+        "a free parameter (default: clamp)",
+    )
+    add(
+        "--max-restarts",
+        type=int,
+        default=2,
+        help="rounds of retraining collapsed PANN seeds (training R² < 0.95 or a "
+        "dead output layer) from fresh seeds (default: 2)",
+    )
+    add(
+        "--log-every",
+        type=int,
+        default=100,
+        help="log the training loss every this many steps (default: 100)",
+    )
+    add(
+        "--out",
+        metavar="DIR",
+        default="./calibration",
+        help="output directory, created if missing (default: ./calibration)",
+    )
     add("--no-plot", action="store_true", help="do not write fit.png")
-    add("--require-r2", metavar="CASE=VALUE,...", default=None,
-        help="exit with code 3 if a case's R² is below its threshold")
+    add(
+        "--require-r2",
+        metavar="CASE=VALUE,...",
+        default=None,
+        help="exit with code 3 if a case's R² is below its threshold",
+    )
     add("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -141,6 +195,7 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     _check_int(args.batch_size, "--batch-size", 1)
     _check_int(args.seeds, "--seeds", 1)
     _check_int(args.log_every, "--log-every", 1)
+    _check_int(args.max_restarts, "--max-restarts", 0)
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise DataError(f"--lr must be a positive number, got {args.lr}")
     if args.seed < 0:
@@ -175,13 +230,26 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
                 f"--train: load case {case!r} has {n} point(s); at least 3 are needed"
             )
     requirements = _requirements(args.require_r2, train + test)
-    return dict(raw=raw, curves=curves, train=train, test=test, out=out,
-                requirements=requirements)
+    return dict(
+        raw=raw,
+        curves=curves,
+        train=train,
+        test=test,
+        out=out,
+        requirements=requirements,
+    )
 
 
 def _write_metrics(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
-    columns = ["load_case", "split", "n_points", "r2", "rel_l2", "mae_MPa",
-               "max_abs_MPa"]
+    columns = [
+        "load_case",
+        "split",
+        "n_points",
+        "r2",
+        "rel_l2",
+        "mae_MPa",
+        "max_abs_MPa",
+    ]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -191,19 +259,23 @@ def _write_metrics(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
 
 def _write_history(path: pathlib.Path, best, results) -> None:
     steps, values = best.history["loss"]
-    per_seed = {r.seed: dict(zip(*r.history["loss"])) for r in results}
+    per_seed = {r.seed: dict(zip(*r.history["loss"], strict=True)) for r in results}
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "loss", *(f"loss_seed_{s}" for s in per_seed)])
-        for step, value in zip(steps, values):
+        for step, value in zip(steps, values, strict=True):
             row = [step, repr(float(value))]
-            row += [repr(float(h[step])) if step in h else "" for h in per_seed.values()]
+            row += [
+                repr(float(h[step])) if step in h else "" for h in per_seed.values()
+            ]
             writer.writerow(row)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'load_case':<13} {'split':<6} {'n':>3}  {'r2':>7}  {'rel_l2':>7}  "
-             f"{'mae_MPa':>8}  {'max_abs_MPa':>11}"]
+    lines = [
+        f"{'load_case':<13} {'split':<6} {'n':>3}  {'r2':>7}  {'rel_l2':>7}  "
+        f"{'mae_MPa':>8}  {'max_abs_MPa':>11}"
+    ]
     for r in rows:
         lines.append(
             f"{r['load_case']:<13} {r['split']:<6} {r['n_points']:>3}  "
@@ -233,13 +305,14 @@ def _plot(path, model, curves, rows, history) -> bool:
     n = len(rows) + 1
     fig = Figure(figsize=(4.0 * n, 3.6), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
-    for ax, row in zip(axes, rows):
+    for ax, row in zip(axes[:-1], rows, strict=True):
         curve: LoadCurve = curves[row["load_case"]]
         top = 1.05 * float(np.max(curve.stretch))
         grid = np.linspace(min(1.0, float(np.min(curve.stretch))), top, 200)
         ax.plot(curve.stretch, curve.stress, "o", ms=4, label="data")
-        ax.plot(grid, model_case_stress(model, row["load_case"], grid), "-",
-                label="model")
+        ax.plot(
+            grid, model_case_stress(model, row["load_case"], grid), "-", label="model"
+        )
         ax.set_title(f"{row['load_case']} ({row['split']}), R² = {row['r2']:.4f}")
         ax.set_xlabel("λ1")
         ax.set_ylabel("P11 / MPa")
@@ -308,6 +381,7 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             loss=args.loss,
             log_every=args.log_every,
             verbose=0 if args.quiet else 2,
+            max_restarts=args.max_restarts,
             report=lambda message: print(f"{PROG}: {message}", file=sys.stderr),
         )
         import klax
@@ -318,12 +392,20 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
         predictions = evaluate_cases(
             model, [c for _, c in splits], [curves[c].stretch for _, c in splits]
         )
-        for (split, case), predicted in zip(splits, predictions):
+        for (split, case), predicted in zip(splits, predictions, strict=True):
             curve = curves[case]
             m = fit_metrics(curve.stress, predicted)
-            rows.append(dict(load_case=case, split=split, n_points=len(curve.stretch),
-                             r2=m.r2, rel_l2=m.rel_l2, mae_MPa=m.mae,
-                             max_abs_MPa=m.max_abs))
+            rows.append(
+                dict(
+                    load_case=case,
+                    split=split,
+                    n_points=len(curve.stretch),
+                    r2=m.r2,
+                    rel_l2=m.rel_l2,
+                    mae_MPa=m.mae,
+                    max_abs_MPa=m.max_abs,
+                )
+            )
         mu0 = float(eqx.filter_jit(_initial_shear_modulus)(model))
         out: pathlib.Path = checked["out"]
         out.mkdir(parents=True, exist_ok=True)
@@ -350,8 +432,10 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
         save_model(out, best.model, config)
         _write_metrics(out / "metrics.csv", rows)
         _write_history(out / "history.csv", best, results)
-        plotted = False if args.no_plot else _plot(
-            out / "fit.png", model, curves, rows, best.history
+        plotted = (
+            False
+            if args.no_plot
+            else _plot(out / "fit.png", model, curves, rows, best.history)
         )
     elapsed = time.perf_counter() - start
     print(_table(rows))
