@@ -554,10 +554,6 @@ def _member_tables(
 
 _skip_epochs = jax.jit(jax.vmap(_split_n_times, in_axes=(0, None)))
 
-# Entries (indices) of the permutation tables of all members together.
-_ENSEMBLE_TABLE_ENTRIES = 2**22
-
-
 # ---------------------------------------------------------------------------
 # Feeders: the host side. Both hold the members' health between chunks.
 
@@ -656,7 +652,9 @@ class _MemberDeviceFeeder(_MemberFeeder):
         leaves = self._place_shared(
             [jnp.asarray(x) if eqx.is_array(x) else x for x in leaves]
         )
-        if all(axis is None for axis in axes):
+        if all(axis is None for axis in axes) or batch_size == n:
+            # Nothing to batch, or full batches: the data as stored (a full
+            # batch's order only changes the round-off; see klax._loop).
             self.sampler = _PerMember(_Constant(), "constant")
             self.data = jax.tree.unflatten(treedef, leaves)
             return
@@ -670,7 +668,7 @@ class _MemberDeviceFeeder(_MemberFeeder):
         # Epochs per table: what the run needs, rounded up to a power of two
         # (few distinct shapes, so few compilations), within a memory budget.
         needed = -(-(self.position + steps) // self.per_epoch)
-        budget = min(_TABLE_ENTRIES // n, _ENSEMBLE_TABLE_ENTRIES // (n_members * n))
+        budget = _TABLE_ENTRIES // (n_members * n)
         self.epochs = max(2, min(budget, 1 << max(needed - 1, 0).bit_length()))
         keys = self._place_members(keys)
         self.next_keys = _skip_epochs(keys, jnp.asarray(skipped_epochs))

@@ -9,6 +9,10 @@ a *feeder*:
 - `DeviceFeeder` reproduces `klax.batch_data` on the device: the permutations
   of many epochs are drawn at once with the same key schedule, and the loop
   gathers each batch along each leaf's batch axis (no host transfer per step).
+  When a batch holds every sample (full-batch training), the batches differ
+  only in the order of their samples; the loop then uses the data as stored
+  (no permutation, no gather), which changes a loss over the samples only by
+  the round-off of the summation order.
 - `HostFeeder` drains any iterator of batches, stacks a chunk of them and
   transfers them at once.
 
@@ -293,8 +297,16 @@ def _run_guarded(
 # ---------------------------------------------------------------------------
 # Feeders: the host side of the samplers
 
-# Entries (indices) of one table of permutations drawn at once on the device.
-_TABLE_ENTRIES = 2**16
+# A table of permutations drawn at once on the device covers at least
+# _TABLE_STEPS steps (so that long runs are rarely cut into extra chunks at
+# table boundaries), within _TABLE_ENTRIES indices (16 MiB of int32).
+_TABLE_STEPS = 2**16
+_TABLE_ENTRIES = 2**22
+
+
+def table_epochs(n: int, per_epoch: int) -> int:
+    """The number of epochs one permutation table of `n` samples holds."""
+    return max(2, min(-(-_TABLE_STEPS // per_epoch), _TABLE_ENTRIES // n))
 
 
 class DeviceFeeder:
@@ -303,6 +315,8 @@ class DeviceFeeder:
     The permutations of many epochs are drawn at once into a table (with
     `batch_data`'s key schedule); the compiled loop gathers each batch from the
     data by the table's indices. `offset` batches of the sequence are skipped.
+    Full batches (`batch_size >= n`) are the data as stored (see the module
+    docstring).
     """
 
     def __init__(
@@ -319,13 +333,13 @@ class DeviceFeeder:
         axes = tuple(treedef.flatten_up_to(full_axes)) if data is not None else ()
         self.exhausted = False
         self.leaves = [jnp.asarray(x) if eqx.is_array(x) else x for x in leaves]
-        if all(axis is None for axis in axes):
+        if all(axis is None for axis in axes) or batch_size == n:
             self.sampler: Any = _Constant()
             self.data = jax.tree.unflatten(treedef, self.leaves)
             return
         self.sampler = _DeviceBatchData(treedef, axes, n, batch_size)
         self.per_epoch = n // batch_size
-        self.epochs = max(2, _TABLE_ENTRIES // n)
+        self.epochs = table_epochs(n, self.per_epoch)
         skipped_epochs, self.position = divmod(offset, self.per_epoch)
         self.next_key = (
             _split_n_times(key, np.int32(skipped_epochs)) if skipped_epochs else key

@@ -197,7 +197,10 @@ def fit(
     every `log_every` steps, callbacks) are compiled into one loop, so a long
     run costs little more than its arithmetic. The default batcher,
     [`klax.batch_data`][], is reproduced on the device: the batches are
-    exactly those it would yield for the same key, in the same order. Any
+    exactly those it would yield for the same key, in the same order; when a
+    batch holds every sample (`batch_size >= n`, full-batch training) each
+    step uses the data as stored instead of a shuffled copy, which changes a
+    loss over the samples only by the round-off of the summation order. Any
     other `batcher` is drained on the host, a chunk of batches at a time, in
     order. Each update is the one of [`klax.make_step`][], constraints
     included.

@@ -273,6 +273,36 @@ def test_fused_equals_per_step(batch_size):
         np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)  # f32 round-off
 
 
+@klax.loss
+def _first_sample_loss(model, batch, run_state):
+    x, y = batch
+    return (model(x[0]) - y[0]) ** 2
+
+
+def test_full_batches_use_the_data_as_stored():
+    # batch_size >= n: every step sees all samples in their stored order (a
+    # shuffled full batch differs only by the round-off of a sum over samples).
+    for batch_size in (10, 32):
+        trained, _ = _fit(
+            steps=4, batch_size=batch_size, loss=_first_sample_loss, log_every=2
+        )
+        leaves, treedef = jax.tree.flatten(
+            klax.TrainingState(
+                klax.apply(_model()),
+                SGD.init(eqx.filter(_model(), eqx.is_inexact_array)),
+                None,
+                jnp.array(0, jnp.int32),
+            )
+        )
+        for _ in range(4):
+            leaves, treedef = klax.make_step(
+                leaves, treedef, (X, Y), _first_sample_loss, SGD
+            )
+        reference = jax.tree.unflatten(treedef, leaves).model
+        for u, v in zip(_arrays(trained), _arrays(reference), strict=True):
+            np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)
+
+
 def test_fused_equals_per_step_large_dataset():
     # 130 samples: the device permutations take the sort-based path of
     # jr.permutation (small datasets use an equivalent ranking).
