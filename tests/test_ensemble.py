@@ -64,6 +64,28 @@ def test_make_ensemble_legacy_key_and_x64(x64):
     assert ens.layers[1].weight.dtype == jnp.float64
 
 
+class _Scaled(eqx.Module):
+    weight: jax.Array
+    scale: float  # a Python number computed from an array while building
+
+
+def _needs_concrete_values(key):
+    # float(...) of an array that does not depend on the key: concrete under
+    # vmap, abstract under jit, so make_ensemble must fall back to eager vmap.
+    scale = float(jnp.sum(jnp.arange(3.0)))
+    return _Scaled(jr.normal(key, (2,)) * scale, scale)
+
+
+def test_make_ensemble_falls_back_for_builders_needing_concrete_values():
+    ens = klax.make_ensemble(_needs_concrete_values, 3, key=jr.key(2))
+    assert ens.scale == 3.0 and ens.weight.shape == (3, 2)
+    keys = jr.split(jr.key(2), 3)
+    for i in range(3):
+        np.testing.assert_allclose(
+            ens.weight[i], _needs_concrete_values(keys[i]).weight, rtol=1e-6
+        )
+
+
 @pytest.mark.parametrize(
     ("n", "error", "match"),
     [
