@@ -41,11 +41,12 @@ from ._loop import (
     _all_finite,
     _Constant,
     _DeviceBatchData,
-    _permutation_table,
     _same,
     _split_n_times,
     _Stacked,
+    epoch_keys,
     host_chunk,
+    permutations,
     run_loop,
     train_step,
 )
@@ -578,7 +579,8 @@ def _member_tables(
     keys: PRNGKeyArray, n: int, epochs: int, sharding: Any
 ) -> tuple[Int[Array, "N epochs n"], PRNGKeyArray]:
     """`_permutation_table` for each member's key (one row of keys per member)."""
-    table, next_keys = jax.vmap(lambda k: _permutation_table(k, n, epochs))(keys)
+    keys, next_keys = jax.vmap(lambda k: epoch_keys(k, epochs))(keys)
+    table = permutations(keys, n)
     if sharding is not None:
         table = jax.lax.with_sharding_constraint(table, sharding)
     return table, next_keys

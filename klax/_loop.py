@@ -130,14 +130,15 @@ def _epoch_permutation(key: PRNGKeyArray, n: int) -> Int[Array, " n"]:
     )
 
 
-@ft.partial(jax.jit, static_argnums=(1, 2))
-def _permutation_table(
-    key: PRNGKeyArray, n: int, epochs: int
-) -> tuple[Int[Array, "epochs n"], PRNGKeyArray]:
-    """The permutations of `epochs` consecutive epochs of `klax.batch_data`.
+# Bound on the elements of the intermediates of the permutations drawn at once
+# (the ranking of small datasets compares every pair of samples of an epoch).
+_PERMUTATION_BLOCK_ELEMENTS = 2**22
 
-    Row `e` is `jr.permutation(k_e, jnp.arange(n))` for the key schedule
-    `k_0 = key`, `(k_{e+1},) = jr.split(k_e, 1)`; also returns `k_epochs`.
+
+def epoch_keys(key: PRNGKeyArray, epochs: int) -> tuple[PRNGKeyArray, PRNGKeyArray]:
+    """`klax.batch_data`'s keys of `epochs` consecutive epochs, and the next one.
+
+    The schedule: `k_0 = key`, `(k_{e+1},) = jr.split(k_e, 1)`.
     """
 
     def advance(k, _):
@@ -145,8 +146,35 @@ def _permutation_table(
         return next_k, k
 
     next_key, keys = jax.lax.scan(advance, key, length=epochs)
-    table = jax.vmap(lambda k: _epoch_permutation(k, n))(keys)
-    return table, next_key
+    return keys, next_key
+
+
+def permutations(keys: PRNGKeyArray, n: int) -> Int[Array, "... n"]:
+    """`jr.permutation(k, jnp.arange(n))` for every key `k` of `keys`.
+
+    Computed a block of keys at a time, so that the intermediates stay small
+    however many permutations are drawn.
+    """
+    typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
+    batch_shape = keys.shape if typed else keys.shape[:-1]  # legacy: (..., 2)
+    flat = jnp.reshape(keys, (-1, *keys.shape[len(batch_shape) :]))
+    work = n * n if n <= _RANK_MAX else n
+    block = max(1, min(flat.shape[0], _PERMUTATION_BLOCK_ELEMENTS // work))
+    table = jax.lax.map(lambda k: _epoch_permutation(k, n), flat, batch_size=block)
+    return jnp.reshape(table, (*batch_shape, n))
+
+
+@ft.partial(jax.jit, static_argnums=(1, 2))
+def _permutation_table(
+    key: PRNGKeyArray, n: int, epochs: int
+) -> tuple[Int[Array, "epochs n"], PRNGKeyArray]:
+    """The permutations of `epochs` consecutive epochs of `klax.batch_data`.
+
+    Row `e` is `jr.permutation(k_e, jnp.arange(n))` for the key schedule of
+    `epoch_keys`; also returns `k_epochs`.
+    """
+    keys, next_key = epoch_keys(key, epochs)
+    return permutations(keys, n), next_key
 
 
 @jax.jit

@@ -576,3 +576,27 @@ def test_fit_data_errors():
         klax.fit(
             _model(), (X, Y), batch_axes=(0, 0, 0), steps=1, verbose=0, key=jr.key(0)
         )
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["typed", "legacy"])
+@pytest.mark.parametrize("n", [1, 7, 130], ids=["n=1", "ranked", "sorted"])
+def test_device_permutations_equal_jax_permutation(n, legacy, monkeypatch):
+    from klax import _loop
+
+    # A tiny block size, so that the blocks do not divide the number of keys.
+    monkeypatch.setattr(_loop, "_PERMUTATION_BLOCK_ELEMENTS", 2 * n * n)
+    keys = jr.split(jr.PRNGKey(3) if legacy else jr.key(3), (3, 5))
+    table = _loop.permutations(keys, n)
+    assert table.shape == (3, 5, n)
+    for i in range(3):
+        for j in range(5):
+            expected = jr.permutation(keys[i, j], jnp.arange(n))
+            np.testing.assert_array_equal(table[i, j], expected)
+    # The epoch schedule of klax.batch_data: k_{e+1} = jr.split(k_e, 1)[0].
+    epoch, next_key = _loop.epoch_keys(jr.key(4), 3)
+    (k1,) = jr.split(jr.key(4), 1)
+    (k2,) = jr.split(k1, 1)
+    (k3,) = jr.split(k2, 1)
+    for e, expected_key in enumerate([jr.key(4), k1, k2]):
+        np.testing.assert_array_equal(jr.key_data(epoch[e]), jr.key_data(expected_key))
+    np.testing.assert_array_equal(jr.key_data(next_key), jr.key_data(k3))
