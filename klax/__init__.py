@@ -73,3 +73,12 @@ from ._wrappers import (
 # is imported above, in isort order.
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `klax.mechanics` is imported on first use, so `import klax` stays light.
+    if name == "mechanics":
+        import importlib
+
+        return importlib.import_module("klax.mechanics")
+    raise AttributeError(f"module 'klax' has no attribute {name!r}")

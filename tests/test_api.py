@@ -160,3 +160,29 @@ def test_import_changes_no_jax_config_flag():
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["changed"] == []
     assert report["x64"] is False
+
+
+def test_mechanics_is_imported_on_first_use():
+    code = (
+        "import sys, klax\n"
+        "assert 'klax.mechanics' not in sys.modules\n"
+        "assert callable(klax.mechanics.right_cauchy_green)\n"
+        "assert 'klax.mechanics' in sys.modules\n"
+        "try:\n"
+        "    klax.no_such_name\n"
+        "except AttributeError as e:\n"
+        "    assert 'no_such_name' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XLA_")}
+    env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
