@@ -145,11 +145,12 @@ IMPORT_CHECK = textwrap.dedent(
 )
 
 
-def test_import_changes_no_jax_config_flag():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+def _run_python(code, drop_env=("JAX_", "XLA_")):
+    """Run `code` in a fresh CPU-only interpreter; fail with its stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop_env)}
     env["JAX_PLATFORMS"] = "cpu"
     out = subprocess.run(
-        [sys.executable, "-c", IMPORT_CHECK],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         env=env,
@@ -157,6 +158,11 @@ def test_import_changes_no_jax_config_flag():
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_import_changes_no_jax_config_flag():
+    out = _run_python(IMPORT_CHECK)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["changed"] == []
     assert report["x64"] is False
@@ -175,14 +181,4 @@ def test_mechanics_is_imported_on_first_use():
         "else:\n"
         "    raise SystemExit('no AttributeError')\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XLA_")}
-    env["JAX_PLATFORMS"] = "cpu"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    _run_python(code)
