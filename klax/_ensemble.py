@@ -29,11 +29,10 @@ from jaxtyping import Array, Bool, Int, PRNGKeyArray, PyTree
 
 from . import _sharding
 from ._callbacks import Callback
-from ._datahandler import Batcher, _check_batch_size, batch_data, broadcast_and_get_size
+from ._datahandler import Batcher, _check_batch_size, batch_data
 from ._logging import BatchMetric, History, Metric, MetricLogger
 from ._loop import (
     _MAX_HOST_CHUNK_BYTES,
-    _TABLE_ENTRIES,
     NONFINITE_LOSS,
     NONFINITE_PARAMS,
     OK,
@@ -47,7 +46,9 @@ from ._loop import (
     epoch_keys,
     host_chunk,
     permutations,
+    plan_device_batches,
     run_loop,
+    table_epochs,
     train_step,
 )
 from ._losses import Loss, mse
@@ -679,31 +680,20 @@ class _MemberDeviceFeeder(_MemberFeeder):
     ):
         n_members = int(keys.shape[0])
         super().__init__(n_members, layout_args)
-        full_axes, n = broadcast_and_get_size(data, batch_axes)
-        batch_size = min(batch_size, n)
-        leaves, treedef = jax.tree.flatten(data)
-        axes = tuple(treedef.flatten_up_to(full_axes)) if data is not None else ()
-        leaves = self._place_shared(
-            [jnp.asarray(x) if eqx.is_array(x) else x for x in leaves]
-        )
-        if all(axis is None for axis in axes) or batch_size == n:
-            # Nothing to batch, or full batches: the data as stored (a full
-            # batch's order only changes the round-off; see klax._loop).
+        plan = plan_device_batches(data, batch_size, batch_axes, self._place_shared)
+        if plan.constant:
             self.sampler = _PerMember(_Constant(), "constant")
-            self.data = jax.tree.unflatten(treedef, leaves)
+            self.data = jax.tree.unflatten(plan.treedef, plan.leaves)
             return
+        n = plan.n
         self.sampler = _PerMember(
-            _DeviceBatchData(treedef, axes, n, batch_size), "table"
+            _DeviceBatchData(plan.treedef, plan.axes, n, plan.batch_size), "table"
         )
-        self.leaves = leaves
+        self.leaves = plan.leaves
         self.n_samples = n
-        self.per_epoch = n // batch_size
+        self.per_epoch = n // plan.batch_size
         skipped_epochs, self.position = divmod(offset, self.per_epoch)
-        # Epochs per table: what the run needs, rounded up to a power of two
-        # (few distinct shapes, so few compilations), within a memory budget.
-        needed = -(-(self.position + steps) // self.per_epoch)
-        budget = _TABLE_ENTRIES // (n_members * n)
-        self.epochs = max(2, min(budget, 1 << max(needed - 1, 0).bit_length()))
+        self.epochs = table_epochs(n, self.per_epoch, self.position + steps, n_members)
         keys = self._place_members(keys)
         self.next_keys = _skip_epochs(keys, jnp.asarray(skipped_epochs))
         mesh, member_axes = layout_args["mesh"], layout_args["member_axes"]

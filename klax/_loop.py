@@ -27,7 +27,7 @@ import functools as ft
 import operator
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -332,9 +332,47 @@ _TABLE_STEPS = 2**16
 _TABLE_ENTRIES = 2**22
 
 
-def table_epochs(n: int, per_epoch: int) -> int:
-    """The number of epochs one permutation table of `n` samples holds."""
-    return max(2, min(-(-_TABLE_STEPS // per_epoch), _TABLE_ENTRIES // n))
+def table_epochs(n: int, per_epoch: int, steps: int, members: int = 1) -> int:
+    """The number of epochs in one permutation table of `n` samples.
+
+    Enough for `steps` more steps, rounded up to a power of two (few distinct
+    table shapes, so few compilations), but at most `_TABLE_STEPS` steps'
+    worth and `_TABLE_ENTRIES` indices over all `members`; at least 2.
+    """
+    wanted = -(-min(steps, _TABLE_STEPS) // per_epoch)
+    wanted = 1 << max(wanted - 1, 0).bit_length()
+    return max(2, min(wanted, _TABLE_ENTRIES // (members * n)))
+
+
+class DevicePlan(NamedTuple):
+    """How the compiled loop gets `klax.batch_data`'s batches of `data`.
+
+    `leaves`/`treedef`: the data, flattened (arrays on the device); `axes`: the
+    batch axis of each leaf; `n`: the number of samples; `batch_size`: capped
+    at `n`. `constant`: every batch is the data as stored, because nothing is
+    batched or a batch holds every sample (a full batch's order only changes
+    the round-off of a loss over the samples; see the module docstring).
+    """
+
+    leaves: list[Any]
+    treedef: Any
+    axes: tuple[int | None, ...]
+    n: int
+    batch_size: int
+    constant: bool
+
+
+def plan_device_batches(
+    data: PyTree, batch_size: int, batch_axes: PyTree, place: Callable = lambda x: x
+) -> DevicePlan:
+    """The `DevicePlan` of `data`; `place` puts the list of leaves on devices."""
+    full_axes, n = broadcast_and_get_size(data, batch_axes)
+    batch_size = min(batch_size, n)
+    leaves, treedef = jax.tree.flatten(data)
+    axes = tuple(treedef.flatten_up_to(full_axes)) if data is not None else ()
+    leaves = place([jnp.asarray(x) if eqx.is_array(x) else x for x in leaves])
+    constant = all(axis is None for axis in axes) or batch_size == n
+    return DevicePlan(leaves, treedef, axes, n, batch_size, constant)
 
 
 class DeviceFeeder:
@@ -342,9 +380,9 @@ class DeviceFeeder:
 
     The permutations of many epochs are drawn at once into a table (with
     `batch_data`'s key schedule); the compiled loop gathers each batch from the
-    data by the table's indices. `offset` batches of the sequence are skipped.
-    Full batches (`batch_size >= n`) are the data as stored (see the module
-    docstring).
+    data by the table's indices. `offset` batches of the sequence are skipped;
+    `steps` is the length of the run (it sizes the tables). Full batches
+    (`batch_size >= n`) are the data as stored (see the module docstring).
     """
 
     def __init__(
@@ -354,21 +392,20 @@ class DeviceFeeder:
         batch_axes: PyTree,
         key: PRNGKeyArray,
         offset: int,
+        steps: int,
     ):
-        full_axes, n = broadcast_and_get_size(data, batch_axes)
-        batch_size = min(batch_size, n)
-        leaves, treedef = jax.tree.flatten(data)
-        axes = tuple(treedef.flatten_up_to(full_axes)) if data is not None else ()
+        plan = plan_device_batches(data, batch_size, batch_axes)
         self.exhausted = False
-        self.leaves = [jnp.asarray(x) if eqx.is_array(x) else x for x in leaves]
-        if all(axis is None for axis in axes) or batch_size == n:
+        self.leaves = plan.leaves
+        if plan.constant:
             self.sampler: Any = _Constant()
-            self.data = jax.tree.unflatten(treedef, self.leaves)
+            self.data = jax.tree.unflatten(plan.treedef, plan.leaves)
             return
-        self.sampler = _DeviceBatchData(treedef, axes, n, batch_size)
-        self.per_epoch = n // batch_size
-        self.epochs = table_epochs(n, self.per_epoch)
+        n = plan.n
+        self.sampler = _DeviceBatchData(plan.treedef, plan.axes, n, plan.batch_size)
+        self.per_epoch = n // plan.batch_size
         skipped_epochs, self.position = divmod(offset, self.per_epoch)
+        self.epochs = table_epochs(n, self.per_epoch, self.position + steps)
         self.next_key = (
             _split_n_times(key, np.int32(skipped_epochs)) if skipped_epochs else key
         )

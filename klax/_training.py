@@ -367,7 +367,7 @@ def fit(
     if batcher is batch_data:
         # Validate now (batch_data itself would only fail at the first batch).
         feeder = DeviceFeeder(
-            data, _check_batch_size(batch_size), batch_axes, bkey, batch_offset
+            data, _check_batch_size(batch_size), batch_axes, bkey, batch_offset, steps
         )
         run_loop(context, callbacks, lambda periods: feeder)
     else:

@@ -238,6 +238,18 @@ def test_fit_ensemble_members_equal_single_fits(ensemble, trained):
             )
 
 
+def test_fit_ensemble_across_permutation_tables(ensemble, trained, monkeypatch):
+    from klax import _loop
+
+    # Tables of 2 epochs: the 12 steps draw their batches from two tables and
+    # must give what one table gave.
+    monkeypatch.setattr(_loop, "_TABLE_STEPS", 1)
+    ens, _ = klax.fit_ensemble(
+        ensemble, (X, Y), validation_data=(X[:8], Y[:8]), key=jr.key(7), **FIT
+    )
+    assert max_diff(ens, trained[0]) < 1e-6
+
+
 def test_fit_ensemble_history_has_one_value_per_member(trained):
     ens, history = trained
     assert history.keys() == ["loss", "validation_loss"]

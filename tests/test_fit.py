@@ -600,3 +600,27 @@ def test_device_permutations_equal_jax_permutation(n, legacy, monkeypatch):
     for e, expected_key in enumerate([jr.key(4), k1, k2]):
         np.testing.assert_array_equal(jr.key_data(epoch[e]), jr.key_data(expected_key))
     np.testing.assert_array_equal(jr.key_data(next_key), jr.key_data(k3))
+
+
+def test_fused_equals_per_step_across_permutation_tables(monkeypatch):
+    from klax import _loop
+
+    # Tables of 2 epochs (6 batches of 3): 8 steps need a second table.
+    monkeypatch.setattr(_loop, "_TABLE_STEPS", 4)
+    assert _loop.table_epochs(10, 3, 8) == 2
+    trained, _ = _fit(steps=8, batch_size=3, log_every=8)
+    reference = _per_step(_model(), SGD, 8, jr.key(4), 3)
+    for u, v in zip(_arrays(trained), _arrays(reference.model), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)  # f32 round-off
+
+
+def test_table_epochs():
+    from klax import _loop
+
+    # What the run needs, rounded up to a power of two; at least 2 epochs.
+    assert _loop.table_epochs(10, 3, 8) == 4
+    assert _loop.table_epochs(10, 3, 1) == 2
+    # At most _TABLE_STEPS steps' worth, and _TABLE_ENTRIES over all members.
+    assert _loop.table_epochs(10, 1, 10**9) == _loop._TABLE_STEPS
+    assert _loop.table_epochs(1000, 1, 10**9, members=8) == 2**22 // (8 * 1000)
+    assert _loop.table_epochs(10**6, 1, 10**9, members=8) == 2  # the floor
