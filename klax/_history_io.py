@@ -26,7 +26,7 @@ import math
 import os
 import pickle
 import re
-import tempfile
+import secrets
 import warnings
 import zipfile
 import zlib
@@ -384,16 +384,18 @@ def save_history(path: Path, attributes: dict[str, Any]) -> None:
     header = {"format": FORMAT, "version": VERSION, "attributes": nodes}
     text = json.dumps(header, allow_nan=False, separators=(",", ":"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A new file next to `path` (so that the final rename stays on one file
+    # system), opened normally so that it gets the usual permissions.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w") as zf:
+        with tmp.open("xb") as f, zipfile.ZipFile(f, "w") as zf:
             zf.writestr(JSON_MEMBER, text.encode("utf-8"), zipfile.ZIP_DEFLATED)
             with zf.open(ARRAYS_MEMBER, "w", force_zip64=True) as out:
                 for chunk in writer.chunks:
                     out.write(chunk)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -625,6 +627,10 @@ def _read_zip(path: Path, shown: str) -> dict[str, Any]:
                 f"{shown} is a damaged klax.History file: attribute {name!r} cannot "
                 f"be read ({detail})."
             ) from None
+    if type(out.get("content", {})) is not dict:
+        raise ValueError(
+            f"{shown} is a damaged klax.History file: its content is not a dict."
+        )
     if reader.narrowed:
         warnings.warn(
             f"{shown} holds JAX arrays of dtype {', '.join(sorted(reader.narrowed))}, "

@@ -102,6 +102,7 @@ def test_every_attribute_round_trips(tmp_path):
         np.asarray(["ab", "c"]),
         np.asarray([True, False]),
         np.asarray([1.5, -2.0], jnp.bfloat16),
+        np.asarray([3.0], jnp.bfloat16)[0],  # an ml_dtypes scalar
         np.asfortranarray(np.arange(6.0).reshape(2, 3)),
     ]
     for step, value in enumerate(values):
@@ -111,7 +112,7 @@ def test_every_attribute_round_trips(tmp_path):
     h.final_opt_state = {
         "jax": jnp.arange(3.0),
         "weak": jnp.asarray(2.0),  # weakly typed
-        "weak_vec": jnp.full((2,), 1.0),
+        "weak_vec": jnp.full((3,), 1.0).at[1:].set(jnp.asarray([-0.0, jnp.nan])),
         "strong": jnp.asarray(2.0, jnp.float32),
         "key": jr.key(3),
         "raw_key": jr.PRNGKey(3),
@@ -330,6 +331,17 @@ def test_old_pickled_history_loads_on_request(tmp_path):
     # Saving again converts it; the new file loads without allow_pickle.
     h.save(path)
     assert_same_history(klax.History.load(path), h)
+    # A pickled History object (rather than a dict) loads as well.
+    path.write_bytes(pickle.dumps(h))
+    assert_same_history(klax.History.load(path, allow_pickle=True), h)
+
+
+def test_saved_file_has_the_usual_permissions(tmp_path):
+    klax.History().save(tmp_path / "h")
+    (tmp_path / "plain").write_bytes(b"")  # created as any file is (umask)
+    mode = (tmp_path / "h").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain").stat().st_mode & 0o777
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h", "plain"]
 
 
 def test_damaged_pickle_with_allow_pickle(tmp_path):
@@ -435,6 +447,12 @@ def _namedtuple(module, name, fields=(), items=()):
     return {"type": "namedtuple", **node}
 
 
+def test_crafted_content_that_is_not_a_dict(tmp_path):
+    path = _crafted(tmp_path, {"content": [1, 2]})
+    with pytest.raises(ValueError, match="content is not a dict"):
+        klax.History.load(path)
+
+
 @pytest.mark.parametrize(
     "node, match",
     [
@@ -452,6 +470,7 @@ def _namedtuple(module, name, fields=(), items=()):
         ({"type": "eval", "code": "1"}, "unknown node type"),
         ({"type": "tuple"}, "missing 'items'"),
         ({"type": "float", "value": "1e5"}, "bad float"),
+        ({"type": "prng_key", "impl": "no such", "data": None}, "PRNG"),
     ],
 )
 def test_crafted_files_are_refused(tmp_path, node, match):
