@@ -286,6 +286,30 @@ class _Writer:
                 self._open.discard(id(value))
         raise self.refuse(value, path, "this type is not stored")
 
+    def stacked(self, values: list) -> dict | None:
+        """One node for a list of NumPy arrays (or scalars) of one dtype and shape.
+
+        A metric's values usually are such a list (`MetricLogger` stores 0-d
+        arrays, `fit_ensemble` one array per member); writing them as one block
+        keeps saving and loading fast.
+        """
+        if len(values) < 2:
+            return None
+        first = values[0]
+        kind = type(first)
+        if kind is not np.ndarray and not isinstance(first, np.generic):
+            return None
+        dtype, shape = first.dtype, first.shape
+        for v in values:
+            if type(v) is not kind or v.dtype != dtype or v.shape != shape:
+                return None
+        if _dtype_code(dtype) is None:
+            return None
+        block = np.stack([np.asarray(v) for v in values])
+        node = self.array(block, "", values, ())
+        node["type"] = "ndarray_list" if kind is np.ndarray else "numpy_scalar_list"
+        return node
+
     def jax_array(self, value: jax.Array, path: tuple) -> dict:
         if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
             return {
@@ -305,6 +329,9 @@ class _Writer:
 
     def container(self, value: Any, path: tuple) -> Any:
         if type(value) is list:
+            stacked = self.stacked(value)
+            if stacked is not None:
+                return stacked
             return [self.node(v, (*path, i)) for i, v in enumerate(value)]
         if type(value) is tuple:
             return {
@@ -442,6 +469,15 @@ class _Reader:
             return self.instance(node, kind)
         if kind == "ndarray":
             return self.array(node)
+        if kind in ("ndarray_list", "numpy_scalar_list"):
+            block = self.array(node)
+            if block.ndim == 0:
+                raise _Corrupt("a list of arrays without a list axis")
+            if kind == "ndarray_list":
+                return [np.array(row) for row in block]  # copies
+            if block.ndim != 1:
+                raise _Corrupt("a list of NumPy scalars with a shape")
+            return list(block)  # NumPy scalars
         if kind == "numpy_scalar":
             array = self.array(node)
             if array.shape != ():

@@ -109,6 +109,10 @@ def test_every_attribute_round_trips(tmp_path):
         h.append(10 * step, "mixed", value)
     h.append(0, "loss", np.float32(2.0))
     h.append(10, "loss", np.float32(1.0))
+    for step in range(4):  # lists of one dtype and shape are stored as one block
+        h.append(step, "0-d", np.asarray(step / 3, np.float32))
+        h.append(step, "members", np.full((2, 3), step, np.int16))
+    h.append(0, "single", np.zeros(2))
     h.final_opt_state = {
         "jax": jnp.arange(3.0),
         "weak": jnp.asarray(2.0),  # weakly typed
@@ -124,7 +128,10 @@ def test_every_attribute_round_trips(tmp_path):
     h.stop_reason = [None, "loss is nan", None]
     loaded = round_trip(h, tmp_path)
     assert_same_history(loaded, h)
-    assert type(loaded.content) is dict and loaded.keys() == ["mixed", "loss"]
+    assert type(loaded.content) is dict
+    assert loaded.keys() == ["mixed", "loss", "0-d", "members", "single"]
+    members = loaded["members"][1]
+    assert all(m.flags.owndata for m in members)  # independent arrays
     assert all(type(entry) is tuple for entry in loaded.content.values())
     assert loaded.final_opt_state["weak"].weak_type
     assert not loaded.final_opt_state["strong"].weak_type
@@ -468,6 +475,10 @@ def test_crafted_content_that_is_not_a_dict(tmp_path):
         ({"type": "ndarray", "dtype": "<f8", "shape": [4], "offset": 0}, "beyond"),
         ({"type": "ndarray", "dtype": "<f8", "shape": [-1], "offset": 0}, "shape"),
         ({"type": "eval", "code": "1"}, "unknown node type"),
+        (
+            {"type": "ndarray_list", "dtype": "<f8", "shape": [], "offset": 0},
+            "without a list axis",
+        ),
         ({"type": "tuple"}, "missing 'items'"),
         ({"type": "float", "value": "1e5"}, "bad float"),
         ({"type": "prng_key", "impl": "no such", "data": None}, "PRNG"),
