@@ -207,9 +207,10 @@ class History:
         bools, ints, floats (also NaN and infinities), complex numbers,
         strings, lists, tuples and dicts (keys: str, int, float, bool, None or
         tuples of these), NumPy arrays and scalars, JAX arrays (dtype, shape and
-        weak type kept; PRNG key arrays too), and NamedTuple classes of optax,
-        equinox, jax or klax such as optimizer states, which are rebuilt by
-        name on loading.
+        weak type kept; PRNG key arrays too), and NamedTuples and Equinox
+        modules of optax, equinox, jax, klax or paramax (optimizer states and
+        the models their moments mirror), which are rebuilt by name on
+        loading.
 
         **Arguments:**
 
@@ -218,8 +219,8 @@ class History:
         **Raises:**
 
         - `TypeError`, naming the attribute or metric, if a value is of any
-          other type (e.g. an Equinox module or your own class); nothing is
-          written then.
+          other type (e.g. a class of your own, also an Equinox module); nothing
+          is written then.
 
         Example:
             >>> import klax, pathlib, tempfile
@@ -249,11 +250,11 @@ class History:
         """Read a history written by [`save`][klax.History.save].
 
         Loading parses the file; it runs no code from it. Optimizer states come
-        back as the same optax (or equinox, jax, klax) NamedTuples; no other
-        class is looked up. JAX arrays are placed on the default device; load
-        with 64-bit mode on if the run used it (else a warning says which
-        arrays were narrowed). Attributes missing from the file take the
-        constructor's defaults.
+        back as the same optax NamedTuples (and Equinox modules); classes are
+        looked up only in optax, equinox, jax, klax and paramax. JAX arrays
+        are placed on the default device; load with 64-bit mode on if the run
+        used it (else a warning says which arrays were narrowed). Attributes
+        missing from the file take the constructor's defaults.
 
         **Arguments:**
 
