@@ -155,6 +155,7 @@ def _random_F(key, n):
 
 
 def _compile(folder: pathlib.Path, name: str, source: pathlib.Path, driver: str):
+    assert GFORTRAN is not None
     obj = folder / f"{name}.o"
     flags = ["-O1", "-fimplicit-none", "-Werror=line-truncation"]
     # The generated file alone: fixed form, standard Fortran 2008, no warnings.
@@ -447,8 +448,8 @@ def test_umat_simple_shear_path(built, name):
 # The generated source, and bad input (no compiler needed)
 
 
-def _pann(key=jr.key(0), **kwargs):
-    return klax.finalize(IncompressiblePANN([3], key=key, **kwargs))
+def _pann(**kwargs):
+    return klax.finalize(IncompressiblePANN([3], key=jr.key(0), **kwargs))
 
 
 def test_source_is_fixed_form_thread_safe_and_deterministic(tmp_path):

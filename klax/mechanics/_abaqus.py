@@ -33,7 +33,6 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .._wrappers import contains_unwrappables
@@ -360,12 +359,13 @@ class _Jets:
 
 
 def _array(x: Any) -> np.ndarray:
-    if isinstance(x, jax.core.Tracer):
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         raise TypeError(
             "Abaqus export needs concrete parameter values; do not call it under "
             "jax.jit, jax.vmap or jax.grad."
-        )
-    return np.asarray(x, dtype=np.float64)
+        ) from None
 
 
 def _activation_name(activation: Callable, where: str) -> str:
@@ -808,6 +808,11 @@ def _header(
             c("Use in the input file:"),
             c(f"  *HYPERELASTIC, USER, TYPE={type_}, PROPERTIES=0"),
             c("PROPS, STATEV and FIELDV are not used."),
+            c(
+                "Incompressible: use hybrid elements (e.g. C3D8H)."
+                if type_ == "INCOMPRESSIBLE"
+                else "Compressible: full or hybrid elements."
+            ),
             c(),
             c(f"Interface ({_MANUAL}, section"),
             c(f"{_UHYPER_SECTION}):"),
@@ -1010,11 +1015,12 @@ def umat_source(potential: Any, description: str | None = None) -> str:
                 for b in range(3):
                     setup += _fixed(f"GT({a + 1},{b + 1},{k + 1}) = {_real(G[a, b])}")
     calls: list[str] = []
-    for k, (name, kind, _) in enumerate(invariants):
+    for k, (_, kind, _) in enumerate(invariants):
         i = k + 1
         if kind == "Q":
             calls.append(
-                f"CALL {prefix}DQ(F, GT(1,1,{i}), VI({i}), DI(1,1,{i}), D2I(1,1,1,1,{i}))"
+                f"CALL {prefix}DQ(F, GT(1,1,{i}), VI({i}), DI(1,1,{i}),"
+                f" D2I(1,1,1,1,{i}))"
             )
         elif kind == "R":
             calls.append(
