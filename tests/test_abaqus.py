@@ -66,7 +66,7 @@ def _require_gfortran():
 # Models (float64, parameters perturbed away from the initialisation)
 
 
-def _build(make, seed):
+def _build(make, seed, x64=True):
     """A float64 model with random parameters, built without compiling anything.
 
     The skeleton comes from `eqx.filter_eval_shape`; every array is then drawn
@@ -74,7 +74,7 @@ def _build(make, seed):
     so the networks are far from their initialisation.
     """
     rng = np.random.default_rng(seed)
-    with jax.enable_x64(True):
+    with jax.enable_x64(x64):
         skeleton = eqx.filter_eval_shape(make, jr.key(0))
 
     def draw(node):
@@ -86,8 +86,9 @@ def _build(make, seed):
         return node
 
     is_leaf = lambda x: isinstance(x, (klax.NonNegative, jax.ShapeDtypeStruct))  # noqa: E731
-    model = jax.tree.map(draw, skeleton, is_leaf=is_leaf)
-    return klax.unwrap(model)  # values are already non-negative: no projection
+    with jax.enable_x64(x64):
+        model = jax.tree.map(draw, skeleton, is_leaf=is_leaf)
+        return klax.unwrap(model)  # values are already non-negative: no projection
 
 
 def _models():
@@ -449,7 +450,7 @@ def test_umat_simple_shear_path(built, name):
 
 
 def _pann(**kwargs):
-    return klax.finalize(IncompressiblePANN([3], key=jr.key(0), **kwargs))
+    return _build(lambda k: IncompressiblePANN([3], key=k, **kwargs), 0, x64=False)
 
 
 def test_source_is_fixed_form_thread_safe_and_deterministic(tmp_path):
@@ -457,9 +458,8 @@ def test_source_is_fixed_form_thread_safe_and_deterministic(tmp_path):
     a = export_uhyper(model, tmp_path / "a.f").read_text()
     b = export_uhyper(model, tmp_path / "b.f").read_text()
     assert a == b
-    with jax.enable_x64(True):
-        cpann = klax.finalize(CompressiblePANN([3], key=jr.key(1)))
-        c = export_umat(cpann, tmp_path / "c.f").read_text()
+    cpann = _build(lambda k: CompressiblePANN([3], key=k), 1)
+    c = export_umat(cpann, tmp_path / "c.f").read_text()
     for text in (a, c):
         assert text.isascii()
         code = [line for line in text.splitlines() if not line.startswith("!")]
@@ -476,7 +476,7 @@ def test_source_is_fixed_form_thread_safe_and_deterministic(tmp_path):
 
 
 def test_unfinalised_model_is_rejected(tmp_path):
-    raw = IncompressiblePANN([3], key=jr.key(0))
+    raw = eqx.filter_eval_shape(lambda k: IncompressiblePANN([3], key=k), jr.key(0))
     with pytest.raises(ValueError, match="klax.finalize"):
         export_uhyper(raw, tmp_path / "u.f")
     assert list(tmp_path.iterdir()) == []
@@ -488,8 +488,8 @@ def test_unfinalised_model_is_rejected(tmp_path):
         (lambda: Ogden([0.5], [2.0]), export_uhyper, "Ogden"),
         (lambda: Ogden([0.5], [2.0]), export_umat, "Ogden"),
         (
-            lambda: klax.finalize(
-                TransverselyIsotropicPANN(jnp.eye(3) / 3, [2], key=jr.key(0))
+            lambda: _build(
+                lambda k: TransverselyIsotropicPANN(jnp.eye(3) / 3, [2], key=k), 0
             ),
             export_uhyper,
             "not isotropic",
@@ -498,10 +498,11 @@ def test_unfinalised_model_is_rejected(tmp_path):
         (lambda: NeoHooke(0.4), export_umat, "VolumetricPenalty"),
         (lambda: _pann(activation=jax.nn.relu), export_uhyper, "activation"),
         (
-            lambda: klax.finalize(
-                TransverselyIsotropicPANN(
-                    jnp.eye(3) / 3, [2], polyconvex_i5=False, key=jr.key(0)
-                )
+            lambda: _build(
+                lambda k: TransverselyIsotropicPANN(
+                    jnp.eye(3) / 3, [2], polyconvex_i5=False, key=k
+                ),
+                0,
             ),
             export_umat,
             "polyconvex_i5",
@@ -547,9 +548,8 @@ def test_export_under_jit_is_rejected(tmp_path):
 
 
 def test_export_abaqus_writes_what_the_model_supports(tmp_path):
-    with jax.enable_x64(True):
-        cpann = klax.finalize(CompressiblePANN([2], key=jr.key(0)))
-        both = export_abaqus(cpann, tmp_path, description="test model")
+    cpann = _build(lambda k: CompressiblePANN([2], key=k), 0)
+    both = export_abaqus(cpann, tmp_path, description="test model")
     assert [p.name for p in both] == ["uhyper.f", "umat.f"]
     assert "test model" in both[0].read_text()
     only = tmp_path / "only"
@@ -575,8 +575,7 @@ def test_calibrate_cli_exports_next_to_the_model(tmp_path, capsys):
     text = (out / "uhyper.f").read_text()
     assert "TYPE=INCOMPRESSIBLE" in text and "model.json" in text
     assert not (out / "umat.f").exists()
-    if GFORTRAN is None:
-        return
+    _require_gfortran()
     exe = _compile(tmp_path, "cli", out / "uhyper.f", "uhyper_driver.f90")
     with jax.enable_x64(True):
         model = load_model(out)
