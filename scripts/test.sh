@@ -122,7 +122,8 @@ ensure_gfortran() {
   fi
   if command -v apt-get >/dev/null 2>&1; then
     echo "installing gfortran with apt-get"
-    "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq gfortran >/dev/null
+    ${sudo[@]+"${sudo[@]}"} apt-get update -qq &&
+      ${sudo[@]+"${sudo[@]}"} apt-get install -y -qq gfortran >/dev/null
   fi
   command -v gfortran >/dev/null 2>&1 || echo "(gfortran could not be installed)" >&2
   return 0
