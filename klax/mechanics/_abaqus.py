@@ -641,11 +641,6 @@ def _compressible_energy(potential: Any, ctx: _Context) -> tuple[str, str] | Non
                 "Abaqus export: a TransverselyIsotropicPANN is not isotropic, so it "
                 "has no UHYPER form; export it with export_umat."
             )
-        if not potential.polyconvex_i5:
-            raise _Unsupported(
-                "Abaqus export: TransverselyIsotropicPANN(polyconvex_i5=False) is not "
-                "supported; use the default polyconvex I5 = tr(cof(C) G)."
-            )
         return _transverse_energy(potential, ctx)
     return None
 
@@ -664,6 +659,9 @@ def _transverse_energy(potential: TransverselyIsotropicPANN, ctx: _Context):
     trace_G = float(np.trace(G))
     J = ctx.get("J")
     I4, I5 = ctx.get("I4"), ctx.get("I5")
+    # The network's I5 input: tr(cof(C) G), or the classical tr(C^2 G); the
+    # stress normalisation always uses tr(cof(C) G).
+    I5_input = I5 if potential.polyconvex_i5 else ctx.get("I5c")
     if potential.reduced:
         s1, sJ, s4, s5 = potential.input_scale
         x = [j.lin([(1.0 / s1, ctx.get("I1"))], -3.0 / s1)]
@@ -677,7 +675,7 @@ def _transverse_energy(potential: TransverselyIsotropicPANN, ctx: _Context):
         j.lin([(1.0 / sJ, J)], -1.0 / sJ),
         j.lin([(-1.0 / sJ, J)], 1.0 / sJ),
         j.lin([(1.0 / s4, I4)], -trace_G / s4),
-        j.lin([(1.0 / s5, I5)], -trace_G / s5),
+        j.lin([(1.0 / s5, I5_input)], -trace_G / s5),
     ]
     layers = _pmficnn_layers(potential.network)
     n0, g = _network_at_zero(layers, potential.network.non_decreasing, len(x))
@@ -688,8 +686,12 @@ def _transverse_energy(potential: TransverselyIsotropicPANN, ctx: _Context):
         g1, g2, gJ, gmJ, g4, g5 = g
         n = 2.0 * g1 / s1 + 4.0 * g2 / s2 + (gJ - gmJ) / sJ
     d4, d5 = g4 / s4, g5 / s5
-    n_iso = n + 2.0 * trace_G * d5
-    beta = 2.0 * (d4 - d5)
+    if potential.polyconvex_i5:
+        n_iso = n + 2.0 * trace_G * d5
+        beta = 2.0 * (d4 - d5)
+    else:
+        n_iso = n
+        beta = 2.0 * d4 + 4.0 * d5
     beta_plus, beta_minus = max(beta, 0.0), max(-beta, 0.0)
     out = _emit_network(j, layers, _split_inputs(potential.network, x))
     j.note("W = N(x) - N(0) + b+/2 (I5 - trG) + b-/2 (I4 - trG)")
@@ -758,6 +760,7 @@ def _describe(potential: Any) -> list[str]:
         "floor",
         "growth",
         "reduced",
+        "polyconvex_i5",
     ):
         value = getattr(potential, field, None)
         if value is None and hasattr(potential, "network"):
@@ -969,7 +972,10 @@ def _umat_invariants(potential: Any) -> list[tuple[str, str, np.ndarray | None]]
         base = [("I1", "Q", eye), ("J", "J", None)]
         if not potential.reduced:
             base.insert(1, ("I2", "R", eye))
-        return base + [("I4", "Q", G), ("I5", "R", G)]
+        base += [("I4", "Q", G), ("I5", "R", G)]
+        if not potential.polyconvex_i5:
+            base.append(("I5c", "S", G))
+        return base
     return iso
 
 
@@ -1008,8 +1014,8 @@ def umat_source(potential: Any, description: str | None = None) -> str:
     base = int(total.split(",")[1].rstrip(")"))
 
     setup: list[str] = []
-    for k, (name, kind, G) in enumerate(invariants):
-        if G is not None and kind in "QR":
+    for k, (name, _, G) in enumerate(invariants):
+        if G is not None and not np.array_equal(G, np.eye(3)):
             setup += [_comment(f"{name}: tensor of the invariant")]
             for a in range(3):
                 for b in range(3):
@@ -1025,6 +1031,11 @@ def umat_source(potential: Any, description: str | None = None) -> str:
         elif kind == "R":
             calls.append(
                 f"CALL {prefix}DR(F, CF, GT(1,1,{i}), VI({i}), DI(1,1,{i}),"
+                f" D2I(1,1,1,1,{i}))"
+            )
+        elif kind == "S":
+            calls.append(
+                f"CALL {prefix}DS(F, GT(1,1,{i}), VI({i}), DI(1,1,{i}),"
                 f" D2I(1,1,1,1,{i}))"
             )
         else:
@@ -1269,6 +1280,67 @@ def _umat_library(prefix: str) -> list[str]:
         ],
     )
     routine(
+        "DS(F, G, V, D1, D2)",
+        [
+            "DOUBLE PRECISION F(3,3), G(3,3), V, D1(3,3), D2(3,3,3,3)",
+            "DOUBLE PRECISION C(3,3), M(3,3), FG(3,3), B(3,3), FGF(3,3)",
+            "DOUBLE PRECISION DIK, DJL",
+            "INTEGER I, J, K, L, Q",
+        ],
+        [
+            "! V = tr(C C G) (the classical, not polyconvex, I5); with",
+            "! M = C G + G C: D1 = 2 F M and D2_iJkL = 2 delta_ik M_LJ",
+            "! + 2 (F_iL (FG)_kJ + b_ik G_LJ + (FG)_iL F_kJ",
+            "! + (F G F^T)_ik delta_JL).",
+            "DO J = 1, 3",
+            "  DO I = 1, 3",
+            "    C(I,J) = 0.0D0",
+            "    B(I,J) = 0.0D0",
+            "    FG(I,J) = 0.0D0",
+            "    DO Q = 1, 3",
+            "      C(I,J) = C(I,J) + F(Q,I)*F(Q,J)",
+            "      B(I,J) = B(I,J) + F(I,Q)*F(J,Q)",
+            "      FG(I,J) = FG(I,J) + F(I,Q)*G(Q,J)",
+            "    END DO",
+            "  END DO",
+            "END DO",
+            "V = 0.0D0",
+            "DO J = 1, 3",
+            "  DO I = 1, 3",
+            "    M(I,J) = 0.0D0",
+            "    FGF(I,J) = 0.0D0",
+            "    DO Q = 1, 3",
+            "      M(I,J) = M(I,J) + C(I,Q)*G(Q,J) + G(I,Q)*C(Q,J)",
+            "      FGF(I,J) = FGF(I,J) + FG(I,Q)*F(J,Q)",
+            "    END DO",
+            "    V = V + 0.5D0*M(I,J)*C(J,I)",
+            "  END DO",
+            "END DO",
+            "DO J = 1, 3",
+            "  DO I = 1, 3",
+            "    D1(I,J) = 0.0D0",
+            "    DO Q = 1, 3",
+            "      D1(I,J) = D1(I,J) + 2.0D0*F(I,Q)*M(Q,J)",
+            "    END DO",
+            "  END DO",
+            "END DO",
+            "DO L = 1, 3",
+            "DO K = 1, 3",
+            "DO J = 1, 3",
+            "DO I = 1, 3",
+            "  DIK = 0.0D0",
+            "  DJL = 0.0D0",
+            "  IF (I .EQ. K) DIK = 1.0D0",
+            "  IF (J .EQ. L) DJL = 1.0D0",
+            "  D2(I,J,K,L) = 2.0D0*(DIK*M(L,J) + F(I,L)*FG(K,J)",
+            "     &  + B(I,K)*G(L,J) + FG(I,L)*F(K,J) + FGF(I,K)*DJL)",
+            "END DO",
+            "END DO",
+            "END DO",
+            "END DO",
+        ],
+    )
+    routine(
         "DJ(F, CF, V, D1, D2)",
         [
             "DOUBLE PRECISION F(3,3), CF(3,3), V, D1(3,3), D2(3,3,3,3)",
@@ -1481,7 +1553,7 @@ def export_umat(
     **Arguments:**
 
     - `potential`: a finalised `CompressiblePANN`,
-      `TransverselyIsotropicPANN` (with the default polyconvex `I5`) or
+      `TransverselyIsotropicPANN` (either `I5`) or
       `VolumetricPenalty` of a `NeoHooke`, `MooneyRivlin` or
       `IncompressiblePANN`.
     - `path`: the file to write, e.g. `"umat.f"`; its directory must exist.
