@@ -2,29 +2,42 @@
 # Everything CI checks. Run through `make test` (which prepares .venv).
 #
 # Stages: tests, doctests, public API check, ruff (lint + format), pyright,
-# every example in --quick mode, the README example, and the strict docs build.
+# every example in --quick mode, the README example, the strict docs build, and
+# the offline maths check of the built site in headless Chromium.
 # Every stage runs even when an earlier one failed; the script exits non-zero
-# at the end if any stage failed, and lists which.
+# at the end if any stage failed, and lists which. A stage that cannot run here
+# (exit code 77: a missing tool or file) is reported as skipped; with CI=true it
+# fails the run instead, since CI must run every check.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-LINT_PATHS=(klax tests benchmarks examples docs/hooks)
+LINT_PATHS=(klax tests benchmarks examples docs/hooks scripts)
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 export NO_MKDOCS_2_WARNING=1  # silence mkdocs-material's banner
 
 FAILED=()
+SKIPPED=()
+SKIP=77  # exit code of a stage that cannot run here (as in automake)
 
 stage() {
-  # stage NAME COMMAND...: run one stage, time it, record a failure.
+  # stage NAME COMMAND...: run one stage, time it, record a failure or a skip.
   local name=$1
   shift
   echo "== $name"
-  local start=$SECONDS
-  if "$@"; then
-    echo "-- $name: ok ($((SECONDS - start)) s)"
+  local start=$SECONDS rc=0
+  "$@" || rc=$?
+  local took="$((SECONDS - start)) s"
+  if [ "$rc" -eq 0 ]; then
+    echo "-- $name: ok ($took)"
+  elif [ "$rc" -eq "$SKIP" ] && [ "${CI:-}" != "true" ]; then
+    echo "-- $name: skipped ($took)"
+    SKIPPED+=("$name")
+  elif [ "$rc" -eq "$SKIP" ]; then
+    echo "-- $name: FAILED: could not run, and CI=true requires it ($took)" >&2
+    FAILED+=("$name")
   else
-    echo "-- $name: FAILED ($((SECONDS - start)) s)" >&2
+    echo "-- $name: FAILED ($took)" >&2
     FAILED+=("$name")
   fi
 }
@@ -41,7 +54,8 @@ api_check() {
   if [ -f ../shared/tools/api_check.py ]; then
     "$BIN/python" ../shared/tools/api_check.py
   else
-    echo "(../shared/tools/api_check.py not present; skipped)"
+    echo "../shared/tools/api_check.py is not present; cannot check the public API" >&2
+    return "$SKIP"
   fi
 }
 
@@ -105,6 +119,37 @@ docs_build() {
   "$BIN/mkdocs" build --strict --site-dir "$TMP/site"
 }
 
+find_chromium() {
+  command -v chromium || command -v chromium-browser || command -v google-chrome
+}
+
+docs_math_offline() {
+  # Open pages with formulas of the site built by docs_build from file:// in
+  # headless Chromium (no network) and check that MathJax typeset every formula.
+  if [ ! -f "$TMP/site/index.html" ]; then
+    echo "the docs build wrote no site; nothing to check" >&2
+    return 1
+  fi
+  local chromium
+  if ! chromium=$(find_chromium); then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      echo "installing Debian's chromium for this check (apt-get)"
+      if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq chromium; } >"$TMP/apt.log" 2>&1; then
+        cat "$TMP/apt.log" >&2
+        echo "could not install chromium" >&2
+        return "$SKIP"
+      fi
+      chromium=$(find_chromium) || return "$SKIP"
+    else
+      echo "no chromium on the PATH (Debian: apt-get install chromium)" >&2
+      return "$SKIP"
+    fi
+  fi
+  CHROMIUM="$chromium" "$BIN/python" scripts/check_offline_math.py "$TMP/site" \
+    examples/treloar.html api/mechanics/stress.html
+}
+
 stage "pytest" run_pytest -n 2 -q
 stage "doctests" doctests
 stage "public API check" api_check
@@ -114,9 +159,14 @@ stage "pyright" pyright_check
 stage "examples (--quick)" examples_quick
 stage "README example" readme_example
 stage "docs (mkdocs build --strict)" docs_build
+stage "docs maths offline (Chromium)" docs_math_offline
 
 if [ "${#FAILED[@]}" -gt 0 ]; then
   echo "FAILED stages: ${FAILED[*]}" >&2
   exit 1
+fi
+if [ "${#SKIPPED[@]}" -gt 0 ]; then
+  echo "all checks that ran passed; SKIPPED stages: ${SKIPPED[*]}"
+  exit 0
 fi
 echo "all checks passed"
