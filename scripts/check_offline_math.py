@@ -5,10 +5,12 @@
 Each page is opened from `file://` (no server, no network) and its DOM is read
 back after MathJax ran (`--dump-dom` with a virtual-time budget). A page passes
 when it has formulas, every formula element that pymdownx.arithmatex wrote
-(class `arithmatex`) holds a typeset `mjx-container`, and no raw TeX delimiter
-`\\(`, `\\[` or `$$` is left in the text of the page. Exits 1 with one line per
-problem otherwise, 2 on bad arguments. The browser is `$CHROMIUM` or the first
-of chromium, chromium-browser, google-chrome on the PATH.
+(class `arithmatex`) holds a typeset `mjx-container`, no raw TeX delimiter
+`\\(`, `\\[` or `$$` is left in the text of the page, and it loads no script,
+stylesheet or image from the network. Every other page of the site is read as
+built (without the browser) for resources from the network too. Exits 1 with
+one line per problem otherwise, 2 on bad arguments. The browser is `$CHROMIUM`
+or the first of chromium, chromium-browser, google-chrome on the PATH.
 """
 
 import html.parser
@@ -25,6 +27,9 @@ DELIMITERS = ("\\(", "\\)", "\\[", "\\]", "$$")
 SKIPPED = {"script", "style", "code", "pre", "mjx-assistive-mml", "textarea"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta"}
 VOID |= {"source", "track", "wbr"}
+# Attributes through which a page loads a resource (links to other sites are fine).
+LOADS = {("script", "src"), ("link", "href"), ("img", "src"), ("iframe", "src")}
+LOADS |= {("source", "src"), ("embed", "src")}
 
 
 class MathScan(html.parser.HTMLParser):
@@ -37,11 +42,18 @@ class MathScan(html.parser.HTMLParser):
         self.typeset = 0
         self.current_typeset = False
         self.text: list[str] = []
+        self.remote: list[str] = []  # resources loaded from the network
 
     def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        for name, value in attrs:
+            remote = (value or "").startswith(("http://", "https://", "//"))
+            canonical = tag == "link" and values.get("rel") == "canonical"
+            if (tag, name) in LOADS and remote and not canonical:
+                self.remote.append(f"<{tag} {name}={value}>")
         if tag in VOID:
             return
-        classes = (dict(attrs).get("class") or "").split()
+        classes = (values.get("class") or "").split()
         is_formula = "arithmatex" in classes
         if is_formula:
             self.formulas += 1
@@ -113,6 +125,8 @@ def check_page(dom: str, name: str) -> list[str]:
             f"{name}: {scan.formulas - scan.typeset} of {scan.formulas} formulas "
             "were not typeset (no mjx-container)"
         )
+    for resource in scan.remote:
+        problems.append(f"{name}: loads a resource from the network: {resource}")
     text = "".join(scan.text)
     for delimiter in DELIMITERS:
         at = text.find(delimiter)
@@ -120,7 +134,23 @@ def check_page(dom: str, name: str) -> list[str]:
             context = " ".join(text[max(at - 40, 0) : at + 40].split())
             problems.append(f"{name}: raw TeX delimiter {delimiter} left: …{context}…")
     if not problems:
-        print(f"{name}: {scan.typeset} formulas typeset, no raw TeX left")
+        print(
+            f"{name}: {scan.typeset} formulas typeset, no raw TeX left, "
+            "nothing loaded from the network"
+        )
+    return problems
+
+
+def remote_resources(site: pathlib.Path) -> list[str]:
+    """Resources from the network in any page of the site, as built."""
+    problems = []
+    for page in sorted(site.rglob("*.html")):
+        scan = MathScan()
+        scan.feed(page.read_text(encoding="utf-8"))
+        name = page.relative_to(site).as_posix()
+        problems += [
+            f"{name}: loads a resource from the network: {r}" for r in scan.remote
+        ]
     return problems
 
 
@@ -141,7 +171,7 @@ def main(argv: list[str]) -> int:
     if chromium is None:
         print(f"no browser found (tried {', '.join(BROWSERS)})", file=sys.stderr)
         return 2
-    problems = []
+    problems = remote_resources(site)
     with tempfile.TemporaryDirectory() as profile:
         for page in pages:
             dom = dump_dom(chromium, page, profile)

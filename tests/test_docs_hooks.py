@@ -70,3 +70,16 @@ def test_math_check_fails_raw_tex_and_pages_without_formulas():
     assert check.check_page("<p>no maths</p>", "plain.html") == [
         "plain.html: no formula (class arithmatex) on the page"
     ]
+
+
+def test_math_check_fails_resources_from_the_network():
+    check = _load("scripts/check_offline_math.py")
+    cdn = '<script src="https://cdn.example/mathjax/tex-mml-chtml.js"></script>'
+    problems = check.check_page(TYPESET + cdn, "cdn.html")
+    assert problems == [
+        "cdn.html: loads a resource from the network: "
+        "<script src=https://cdn.example/mathjax/tex-mml-chtml.js>"
+    ]
+    # A link to another site is not a resource of the page.
+    link = '<a href="https://example.org/">elsewhere</a>'
+    assert check.check_page(TYPESET + link, "link.html") == []
