@@ -150,7 +150,7 @@ docs_math_offline() {
     examples/treloar.html api/mechanics/stress.html
 }
 
-stage "pytest" run_pytest -n 2 -q
+stage "pytest" run_pytest -n 2 --dist loadfile -q
 stage "doctests" doctests
 stage "public API check" api_check
 stage "ruff check" ruff_lint
