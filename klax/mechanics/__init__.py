@@ -33,6 +33,14 @@ from ._data import (
     parse_curves as parse_curves,
     read_curves as read_curves,
 )
+from ._felupe import (
+    FElupeMaterial as FElupeMaterial,
+    FEPlateResult as FEPlateResult,
+    FEUniaxialResult as FEUniaxialResult,
+    fe_plate_with_hole as fe_plate_with_hole,
+    fe_uniaxial_check as fe_uniaxial_check,
+    felupe_material as felupe_material,
+)
 from ._kinematics import (
     cofactor as cofactor,
     invariants as invariants,
