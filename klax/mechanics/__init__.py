@@ -34,9 +34,11 @@ from ._data import (
     read_curves as read_curves,
 )
 from ._felupe import (
+    FECheckResult as FECheckResult,
     FElupeMaterial as FElupeMaterial,
     FEPlateResult as FEPlateResult,
     FEUniaxialResult as FEUniaxialResult,
+    fe_check as fe_check,
     fe_plate_with_hole as fe_plate_with_hole,
     fe_uniaxial_check as fe_uniaxial_check,
     felupe_material as felupe_material,

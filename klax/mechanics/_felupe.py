@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Array
 
 from .._wrappers import finalize
-from ._baselines import AbstractIsotropicPotential, Ogden
+from ._baselines import AbstractIsotropicPotential, Ogden, VolumetricPenalty
 from ._loadcases import compressible_load_case, nominal_stress_11
 from ._stress import _energy
 
@@ -324,7 +324,7 @@ def solve_steps(
     field: Any,
     boundaries: dict,
     ramp: Any,
-    values: Sequence[float],
+    values: Any,
     *,
     tol: float = 1e-10,
     maxiter: int = 20,
@@ -573,3 +573,121 @@ def fe_plate_with_hole(
         cells=np.asarray(mesh.cells),
         cauchy=np.moveaxis(cauchy, -1, 0),
     )
+
+
+# ---------------------------------------------------------------------------
+# The check of a calibration (klax-calibrate --fe-check)
+
+
+class FECheckResult(NamedTuple):
+    """Result of [`fe_check`][klax.mechanics.fe_check].
+
+    `bulk_modulus`: the bulk modulus used (MPa; `None` for a compressible
+    potential); `max_stretch`: the largest stretch of the cube;
+    `relative_deviation`: `max |fe − homogeneous| / max |homogeneous|` of the
+    uniaxial nominal stress; `penalty_deviation`: the same against the
+    homogeneous solution of the same penalised potential
+    (`VolumetricPenalty(W, K)`, by
+    [`compressible_load_case`][klax.mechanics.compressible_load_case]), which
+    separates the FE error (solver tolerance) from the penalty error (equal to
+    `relative_deviation` for a compressible potential); `uniaxial`: the full
+    [`FEUniaxialResult`][klax.mechanics.FEUniaxialResult]. `str()` gives a
+    one-line report.
+    """
+
+    bulk_modulus: float | None
+    max_stretch: float
+    relative_deviation: float
+    penalty_deviation: float
+    uniaxial: FEUniaxialResult
+
+    def summary(self) -> dict[str, Any]:
+        """The scalar fields, as a JSON-ready dict."""
+        return dict(
+            bulk_modulus_MPa=self.bulk_modulus,
+            max_stretch=self.max_stretch,
+            relative_deviation=self.relative_deviation,
+            penalty_deviation=self.penalty_deviation,
+        )
+
+    def __str__(self) -> str:
+        formulation = (
+            "compressible"
+            if self.bulk_modulus is None
+            else f"nearly incompressible, K = {self.bulk_modulus:.4g} MPa"
+        )
+        text = (
+            f"FE check (FElupe cube in uniaxial tension, {formulation}): largest "
+            f"relative deviation from the homogeneous P11 up to λ = "
+            f"{self.max_stretch:.3g}: {self.relative_deviation:.2e}"
+        )
+        if self.bulk_modulus is not None:
+            text += (
+                f" (penalty error; from the same penalty solved homogeneously: "
+                f"{self.penalty_deviation:.2e})"
+            )
+        return text
+
+
+def fe_check(
+    potential: Callable[..., Any],
+    max_stretch: float = 3.0,
+    *,
+    bulk_ratio: float = 5000.0,
+    step: float = 0.25,
+) -> FECheckResult:
+    """Check a calibrated potential in a finite-element cube.
+
+    Runs [`fe_uniaxial_check`][klax.mechanics.fe_uniaxial_check] from `λ = 1`
+    to `max_stretch` in increments of about `step`. An isochoric potential (one
+    with `initial_shear_modulus()`, e.g. the PANN and the baselines of
+    `klax-calibrate`) runs in FElupe's nearly-incompressible formulation with
+    `K = bulk_ratio · μ0`; the deviation is then the penalty error (relative
+    $O(\\mu_0/K)$ at small strain, growing with the stretch). A compressible
+    potential runs as it is and must agree to the solver tolerance.
+
+    **Arguments:**
+
+    - `potential`: the finalised potential.
+    - `max_stretch`: the largest stretch, `> 1` (e.g. the largest of the data).
+    - `bulk_ratio`: `K / μ0` for isochoric potentials. (Keyword only.)
+    - `step`: the largest stretch increment per load step. (Keyword only.)
+
+    **Returns:** an [`FECheckResult`][klax.mechanics.FECheckResult].
+    """
+    top = float(max_stretch)
+    if not (math.isfinite(top) and top > 1.0):
+        raise ValueError(
+            f"`fe_check(max_stretch=...)` must be a finite number > 1; got "
+            f"{max_stretch!r}."
+        )
+    if not (float(step) > 0 and math.isfinite(float(step))):
+        raise ValueError(f"`fe_check(step=...)` must be positive; got {step!r}.")
+    bulk = None
+    if is_isochoric(potential):
+        ratio = _check_bulk_modulus(bulk_ratio, "fe_check")
+        with jax.enable_x64(True):
+            mu0 = float(
+                eqx.filter_jit(lambda W: W.initial_shear_modulus())(
+                    _as_float64(finalize(potential))
+                )
+            )
+        if not mu0 > 0:
+            raise ValueError(
+                f"`fe_check`: the initial shear modulus is {mu0}; a nearly "
+                "incompressible FE run needs a positive one."
+            )
+        bulk = ratio * mu0
+    n = max(2, math.ceil((top - 1.0) / float(step)))
+    stretch = np.linspace(1.0, top, n + 1)[1:]
+    result = fe_uniaxial_check(potential, stretch, bulk_modulus=bulk)
+    penalty = result.relative_deviation
+    if bulk is not None:
+        with jax.enable_x64(True):
+            W = VolumetricPenalty(_as_float64(finalize(potential)), bulk)
+            reference = compressible_load_case(W, "uniaxial", jnp.asarray(stretch))
+            reference = np.asarray(reference.P11, dtype=np.float64)
+        penalty = float(np.max(np.abs(result.fe_stress - reference))) / float(
+            np.max(np.abs(reference))
+        )
+    return FECheckResult(bulk, top, result.relative_deviation, penalty, result)

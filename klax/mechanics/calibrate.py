@@ -14,6 +14,7 @@ requirement of `--require-r2` was missed.
 import argparse
 import csv
 import importlib.metadata
+import importlib.util
 import math
 import pathlib
 import sys
@@ -140,6 +141,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write the Abaqus UHYPER subroutine uhyper.f next to the model",
     )
+    add(
+        "--fe-check",
+        action="store_true",
+        help="run a FElupe cube in uniaxial tension with the fitted model and report "
+        'its deviation from the homogeneous prediction (needs pip install "klax[fe]")',
+    )
     return parser
 
 
@@ -237,6 +244,8 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
                 f"--train: load case {case!r} has {n} point(s); at least 3 are needed"
             )
     requirements = _requirements(args.require_r2, train + test)
+    if args.fe_check and importlib.util.find_spec("felupe") is None:
+        raise DataError('--fe-check needs FElupe: pip install "klax[fe]"')
     return dict(
         raw=raw,
         curves=curves,
@@ -436,6 +445,11 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             initial_shear_modulus_MPa=mu0,
             klax_version=version,
         )
+        if args.fe_check:  # FE cube vs homogeneous uniaxial (klax.mechanics.fe_check)
+            from ._felupe import fe_check
+
+            fe = fe_check(model, max(float(max(c.stretch)) for c in curves.values()))
+            config.update(fe_check=fe.summary())
         save_model(out, best.model, config)
         exported = []
         if args.export_abaqus:
@@ -455,6 +469,8 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
     losses = ", ".join(f"{r.seed}: {r.loss:.3e}" for r in results)
     print(f"model {args.model}; kept seed {best.seed} of training losses {{{losses}}}")
     print(f"initial shear modulus mu0 = {mu0:.4f} MPa; training took {elapsed:.1f} s")
+    if args.fe_check:
+        print(fe)
     written = ["model.eqx", "model.json", "metrics.csv", "history.csv"]
     written += ["fit.png"] if plotted else []
     written += exported
