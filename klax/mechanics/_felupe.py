@@ -56,18 +56,25 @@ def _as_float64(tree: Any) -> Any:
     )
 
 
+# The potential is an argument (not a closure), so that equinox.filter_jit
+# compiles once per model structure and batch size, whatever the parameters.
+
+
 @eqx.filter_jit
-def _energies(energy: Callable[[Array], Array], F: Array) -> Array:
+def _energies(potential: Callable[..., Any], F: Array) -> Array:
+    energy = _energy(potential, "felupe_material")
     return jax.vmap(energy, in_axes=2)(F)
 
 
 @eqx.filter_jit
-def _stresses(energy: Callable[[Array], Array], F: Array) -> Array:
+def _stresses(potential: Callable[..., Any], F: Array) -> Array:
+    energy = _energy(potential, "felupe_material")
     return jax.vmap(jax.grad(energy), in_axes=2, out_axes=2)(F)
 
 
 @eqx.filter_jit
-def _tangents(energy: Callable[[Array], Array], F: Array) -> Array:
+def _tangents(potential: Callable[..., Any], F: Array) -> Array:
+    energy = _energy(potential, "felupe_material")
     return jax.vmap(jax.jacfwd(jax.grad(energy)), in_axes=2, out_axes=4)(F)
 
 
@@ -132,9 +139,8 @@ class FElupeMaterial:
             )
         with jax.enable_x64(True):
             self.potential = _as_float64(finalize(potential))
-            self._energy = _energy(self.potential, "felupe_material")
             try:
-                W0 = self._energy(jnp.eye(3, dtype=jnp.float64))
+                W0 = _energy(self.potential, "felupe_material")(jnp.eye(3))
             except Exception as error:
                 raise TypeError(
                     "`felupe_material(potential)`: evaluating the potential at F = I "
@@ -170,7 +176,7 @@ class FElupeMaterial:
             identity = np.broadcast_to(np.eye(3)[:, :, None], (3, 3, size - n))
             flat = np.concatenate([flat, identity], axis=-1)
         with jax.enable_x64(True):
-            result = function(self._energy, jnp.asarray(flat))
+            result = function(self.potential, jnp.asarray(flat))
         self._check_dtype(result, "stress")
         # A writeable copy: FElupe adds pressure terms in place.
         values = np.array(np.asarray(result)[..., :n])
