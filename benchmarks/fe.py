@@ -42,7 +42,7 @@ def stats(values):
 def main(quick: bool) -> None:
     cells = 8 if quick else 24
     rounds = 3 if quick else 7
-    newton_rounds = 2 if quick else 3
+    newton_rounds = 2
     mesh = fem.Cube(n=cells + 1)
     region = fem.RegionHexahedron(mesh)
     field = fem.FieldContainer([fem.Field(region, dim=3)])
