@@ -44,13 +44,16 @@ def mooney_rivlin_biaxial(c10, c01, lam1, lam2):
 
 
 def sig(x):
-    return f"{float(x):.4g}"
+    """Four significant digits; round-off below 1e-12 is written as 0."""
+    x = float(x)
+    return "0" if abs(x) < 1e-12 else f"{x:.4g}"
 
 
 def biaxial_file() -> str:
     lines = ["load_case,stretch_1,stretch_2,nominal_stress_1_MPa,nominal_stress_2_MPa"]
     for lam1 in (1.5, 2.0, 2.5, 3.0):
         for lam2 in np.linspace(lam1**-0.5, lam1, 8):
+            lam2 = float(sig(lam2))  # the stresses belong to the written stretch
             p11, p22 = mooney_rivlin_biaxial(0.2, 0.02, lam1, lam2)
             lines.append(f"biaxial,{lam1},{sig(lam2)},{sig(p11)},{sig(max(p22, 0.0))}")
     return "\n".join(lines) + "\n"
@@ -63,9 +66,11 @@ def tissue_file() -> str:
         "nominal_stress_2_kPa"
     ]
     for lam in np.linspace(0.85, 1.15, 13):
+        lam = float(sig(lam))
         p11, _ = mooney_rivlin_biaxial(c10, c01, lam, lam**-0.5)
         lines.append(f"uniaxial,{sig(lam)},,{sig(p11)},,")
     for gamma in np.linspace(0.0, 0.2, 9):
+        gamma = float(sig(gamma))
         p12 = 2 * gamma * (c10 + c01)
         p22 = -2 * gamma**2 * c01
         lines.append(f"simple_shear,,{sig(gamma)},,{sig(p12)},{sig(p22)}")

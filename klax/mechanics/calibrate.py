@@ -578,6 +578,8 @@ def _plot(path, model, rows, history) -> bool:
             lo, hi = float(np.min(sweep)), float(np.max(sweep))
             if case == "simple_shear":
                 grid = np.linspace(min(0.0, lo), max(0.0, hi) * 1.05 or 0.05, 200)
+            elif case == "biaxial":  # from the smallest measured λ2 (near uniaxial)
+                grid = np.linspace(lo, hi * 1.05, 200)
             else:
                 grid = np.linspace(min(1.0, lo), max(1.0, hi) * 1.05, 200)
             predicted = (
