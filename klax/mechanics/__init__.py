@@ -6,12 +6,15 @@ from ._baselines import (
     NeoHooke as NeoHooke,
     Ogden as Ogden,
     VolumetricPenalty as VolumetricPenalty,
+    baseline_constants as baseline_constants,
+    linear_parameters as linear_parameters,
 )
 from ._calibration import (
     StressData as StressData,
     StressLoss as StressLoss,
     build_model as build_model,
     calibrate_seeds as calibrate_seeds,
+    fit_baseline as fit_baseline,
     invariant_scales as invariant_scales,
     load_model as load_model,
     predict_nominal_stress_11 as predict_nominal_stress_11,
@@ -39,6 +42,11 @@ from ._kinematics import (
     structural_tensor as structural_tensor,
     transverse_invariants as transverse_invariants,
 )
+from ._leastsquares import (
+    LeastSquaresResult as LeastSquaresResult,
+    refine_least_squares as refine_least_squares,
+    solve_linear_parameters as solve_linear_parameters,
+)
 from ._loadcases import (
     LOAD_CASES as LOAD_CASES,
     CompressibleLoadCase as CompressibleLoadCase,
@@ -59,7 +67,10 @@ from ._networks import (
 )
 from ._potentials import (
     CompressiblePANN as CompressiblePANN,
+    INVARIANT_SETS as INVARIANT_SETS,
+    POLYCONVEX_AT_ANY_J as POLYCONVEX_AT_ANY_J,
     IncompressiblePANN as IncompressiblePANN,
+    pann_inputs as pann_inputs,
     TransverselyIsotropicPANN as TransverselyIsotropicPANN,
 )
 from ._stress import (

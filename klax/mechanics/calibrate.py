@@ -74,9 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     add(
         "--invariants",
-        choices=("polyconvex", "isochoric"),
-        default="polyconvex",
-        help="PANN inputs: (Ĩ1, Ĩ2) or (Ī1, Ī2) (default: polyconvex)",
+        choices=("incompressible", "polyconvex", "isochoric"),
+        default="incompressible",
+        help="PANN inputs: incompressible (Ĩ1, √Ī2, Ī2), polyconvex at J = 1; "
+        "polyconvex (Ĩ1, Ĩ2), polyconvex at any J; isochoric (Ī1, Ī2) "
+        "(default: incompressible)",
     )
     add("--width", type=int, default=8, help="hidden width of the FICNN (default: 8)")
     add(
@@ -85,7 +87,14 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="number of hidden layers of the FICNN (default: 1)",
     )
-    add("--steps", type=int, default=20000, help="optimiser steps (default: 20000)")
+    add("--steps", type=int, default=2000, help="Adam steps (default: 2000)")
+    add(
+        "--refine-steps",
+        type=int,
+        default=500,
+        help="Levenberg–Marquardt steps after Adam (PANN), or of the "
+        "least-squares fit (baselines); 0: none (default: 500)",
+    )
     add("--lr", type=float, default=2e-3, help="Adam learning rate (default: 2e-3)")
     add("--batch-size", type=int, default=32, help="batch size (default: 32)")
     add(
@@ -112,8 +121,8 @@ def _parser() -> argparse.ArgumentParser:
         "--max-restarts",
         type=int,
         default=2,
-        help="rounds of retraining collapsed PANN seeds (training R² < 0.95 or a "
-        "dead output layer) from fresh seeds (default: 2)",
+        help="rounds of retraining collapsed PANN seeds (every hidden-to-output "
+        "weight zero) from fresh seeds (default: 2)",
     )
     add(
         "--log-every",
@@ -192,6 +201,7 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     _check_int(args.width, "--width", 1)
     _check_int(args.depth, "--depth", 0)
     _check_int(args.steps, "--steps", 1)
+    _check_int(args.refine_steps, "--refine-steps", 0)
     _check_int(args.batch_size, "--batch-size", 1)
     _check_int(args.seeds, "--seeds", 1)
     _check_int(args.log_every, "--log-every", 1)
@@ -382,6 +392,7 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             log_every=args.log_every,
             verbose=0 if args.quiet else 2,
             max_restarts=args.max_restarts,
+            refine_steps=args.refine_steps,
             report=lambda message: print(f"{PROG}: {message}", file=sys.stderr),
         )
         import klax
@@ -407,6 +418,16 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
                 )
             )
         mu0 = float(eqx.filter_jit(_initial_shear_modulus)(model))
+        if args.model == "pann":
+            config["polyconvex"] = (
+                "for every J > 0"
+                if args.invariants == "polyconvex"
+                else "at J = 1 (incompressible states) only"
+            )
+        else:
+            from ._baselines import baseline_constants
+
+            config["constants"] = baseline_constants(model)
         out: pathlib.Path = checked["out"]
         out.mkdir(parents=True, exist_ok=True)
         try:
@@ -423,6 +444,7 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             data_sha256=data_hash(checked["raw"]),
             loss=args.loss,
             steps=args.steps,
+            refine_steps=args.refine_steps,
             learning_rate=args.lr,
             batch_size=args.batch_size,
             training_loss=best.loss,
