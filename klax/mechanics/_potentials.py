@@ -295,12 +295,13 @@ class IncompressiblePANN(AbstractIsotropicPotential):
         check_finalized(self)
         F, cof, J = jnp.asarray(F), jnp.asarray(cof), jnp.asarray(J)
         I1 = jnp.sum(F * F) * J ** (-2.0 / 3.0)
-        norm = jnp.sqrt(jnp.sum(cof * cof))
+        cof2 = jnp.sum(cof * cof)
+        norm = jnp.sqrt(cof2)
         x = _shifted_inputs(
             self.invariants,
             I1,
             norm * J ** (-2.0 / 3.0),
-            norm * norm * J ** (-4.0 / 3.0),
+            cof2 * J ** (-4.0 / 3.0),
             norm**3 / J**2,
         )
         return self._energy(x, I1)
