@@ -18,11 +18,12 @@ import klax.mechanics as km
 from klax.mechanics._calibration import evaluate_cases
 from klax.mechanics.calibrate import main
 
-# A quick run is undertrained (training R² < 0.95, which counts as a collapse):
-# no restarts.
+# A quick run: few Adam and Levenberg–Marquardt steps, no restarts.
 QUICK = [
     "--steps",
     "40",
+    "--refine-steps",
+    "20",
     "--seeds",
     "2",
     "--width",
@@ -74,7 +75,9 @@ def test_quick_run_writes_all_outputs(tmp_path, capsys):
     ]
     history = read_csv(out / "history.csv")
     assert list(history[0]) == ["step", "loss", "loss_seed_0", "loss_seed_1"]
-    assert [int(r["step"]) for r in history] == [0, 10, 20, 30, 40]
+    # The last row is the loss after the least-squares refinement.
+    assert [int(r["step"]) for r in history] == [0, 10, 20, 30, 40, 60]
+    assert float(history[-1]["loss"]) <= float(history[-2]["loss"])
     assert all(float(r["loss"]) > 0 for r in history)
 
     config = json.loads((out / "model.json").read_text())

@@ -132,9 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     add(
         "--invariants",
-        choices=("polyconvex", "isochoric"),
-        default="polyconvex",
-        help="PANN inputs: (Ĩ1, Ĩ2) or (Ī1, Ī2) (default: polyconvex)",
+        choices=("incompressible", "polyconvex", "isochoric"),
+        default="incompressible",
+        help="PANN inputs: incompressible (Ĩ1, √Ī2, Ī2), polyconvex at J = 1; "
+        "polyconvex (Ĩ1, Ĩ2), polyconvex at any J; isochoric (Ī1, Ī2) "
+        "(default: incompressible)",
     )
     add("--width", type=int, default=8, help="hidden width of the FICNN (default: 8)")
     add(
@@ -143,7 +145,14 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="number of hidden layers of the FICNN (default: 1)",
     )
-    add("--steps", type=int, default=20000, help="optimiser steps (default: 20000)")
+    add("--steps", type=int, default=2000, help="Adam steps (default: 2000)")
+    add(
+        "--refine-steps",
+        type=int,
+        default=500,
+        help="Levenberg–Marquardt steps after Adam (PANN), or of the "
+        "least-squares fit (baselines); 0: none (default: 500)",
+    )
     add("--lr", type=float, default=2e-3, help="Adam learning rate (default: 2e-3)")
     add("--batch-size", type=int, default=32, help="batch size (default: 32)")
     add(
@@ -170,8 +179,8 @@ def _parser() -> argparse.ArgumentParser:
         "--max-restarts",
         type=int,
         default=2,
-        help="rounds of retraining collapsed PANN seeds (training R² < 0.95 or a "
-        "dead output layer) from fresh seeds (default: 2)",
+        help="rounds of retraining collapsed PANN seeds (every hidden-to-output "
+        "weight zero) from fresh seeds (default: 2)",
     )
     add(
         "--log-every",
@@ -295,6 +304,7 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     _check_int(args.width, "--width", 1)
     _check_int(args.depth, "--depth", 0)
     _check_int(args.steps, "--steps", 1)
+    _check_int(args.refine_steps, "--refine-steps", 0)
     _check_int(args.batch_size, "--batch-size", 1)
     _check_int(args.seeds, "--seeds", 1)
     _check_int(args.log_every, "--log-every", 1)
@@ -392,10 +402,13 @@ def _config(args: argparse.Namespace, checked: dict[str, Any]) -> dict[str, Any]
             floor=0.0,
             positivity=args.positivity,
         )
+        # The magnitude of the training stresses (MPa): a fresh network starts
+        # at the data's order of magnitude whatever the unit (kPa tissue data).
+        config["energy_scale"] = stress_scale(
+            checked["data"].take(checked["train_mask"])
+        )
     elif args.model == "ogden3":
         config.update(num_terms=3)
-    # The magnitude of the training stresses (MPa), for the model's output scale.
-    config["stress_scale"] = stress_scale(checked["data"].take(checked["train_mask"]))
     return config
 
 
@@ -415,6 +428,7 @@ def _train(args: argparse.Namespace, checked: dict[str, Any], config: dict) -> A
         log_every=args.log_every,
         verbose=0 if args.quiet else 2,
         max_restarts=args.max_restarts,
+        refine_steps=args.refine_steps,
         report=lambda message: print(f"{PROG}: {message}", file=sys.stderr),
     )
 
@@ -462,25 +476,6 @@ def _main_unit(data: Measurements, mask: np.ndarray) -> str:
     units = data.unit[mask] if mask.any() else data.unit
     values, counts = np.unique(units, return_counts=True)
     return str(values[np.argmax(counts)])
-
-
-def _constants(model: Any) -> dict[str, float]:
-    """The fitted constants of a classical baseline in MPa (empty for a PANN)."""
-    from ._baselines import MooneyRivlin, NeoHooke, Ogden
-
-    if isinstance(model, NeoHooke):
-        return {"mu": float(model.mu)}
-    if isinstance(model, MooneyRivlin):
-        return {"c10": float(model.c10), "c01": float(model.c01)}
-    if isinstance(model, Ogden):
-        constants = {}
-        for i, (mu, alpha) in enumerate(
-            zip(np.asarray(model.mu), np.asarray(model.alpha), strict=True), start=1
-        ):
-            constants[f"mu_{i}"] = float(mu)
-            constants[f"alpha_{i}"] = float(alpha)
-        return constants
-    return {}
 
 
 def _in_unit(name: str, value: float, unit: str) -> str:
@@ -630,6 +625,7 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
 
     import klax
 
+    from ._baselines import baseline_constants
     from ._calibration import stress_scale
 
     start = time.perf_counter()
@@ -660,7 +656,13 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
         model = klax.finalize(best.model)
         rows = _evaluate(model, checked)
         mu0 = float(eqx.filter_jit(lambda m: m.initial_shear_modulus())(model))
-        constants = _constants(model)
+        constants = baseline_constants(model) if args.model != "pann" else {}
+        if args.model == "pann":
+            config["polyconvex"] = (
+                "for every J > 0"
+                if args.invariants == "polyconvex"
+                else "at J = 1 (incompressible states) only"
+            )
         config.update(
             seeds=[r.seed for r in results],
             selected_seed=best.seed,
@@ -669,6 +671,7 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             test_cases=checked["test"],
             loss=args.loss,
             steps=args.steps,
+            refine_steps=args.refine_steps,
             learning_rate=args.lr,
             batch_size=args.batch_size,
             training_loss=best.loss,
