@@ -504,9 +504,8 @@ def _positive(value: ArrayLike, name: str, where: str) -> Array:
 
 def _real(value: ArrayLike) -> Array:
     value = jnp.asarray(value)
-    if not jnp.issubdtype(value.dtype, jnp.inexact):
-        value = value.astype(jnp.result_type(float))
-    return value
+    dtype = value.dtype if jnp.issubdtype(value.dtype, jnp.inexact) else float
+    return jnp.asarray(value, dtype=jnp.result_type(dtype))  # not weakly typed
 
 
 def biaxial(stretch_1: ArrayLike, stretch_2: ArrayLike) -> tuple[Array, Array, Array]:
