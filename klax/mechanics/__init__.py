@@ -54,6 +54,7 @@ from ._kinematics import (
 )
 from ._leastsquares import (
     LeastSquaresResult as LeastSquaresResult,
+    levenberg_marquardt as levenberg_marquardt,
     refine_least_squares as refine_least_squares,
     solve_linear_parameters as solve_linear_parameters,
 )

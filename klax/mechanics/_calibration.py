@@ -610,7 +610,9 @@ def train_seeds(
     `jr.fold_in(base_key, s)`; the batch orders come from
     `jr.fold_in(base_key, 10_000 + seeds[0])`, split over the seeds. The
     logged `"loss"` is the loss of each member on all of `data` (not on a
-    batch). With `refine_steps > 0`, every member is then refined by at most
+    batch). With `steps=0` there is no Adam phase (the history starts with
+    the initial loss). With `refine_steps > 0`, every member is then refined
+    by at most
     that many Levenberg–Marquardt steps on the residual vector
     ([`refine_least_squares`][klax.mechanics.refine_least_squares]; never
     worse, constraints kept), and its history gets one more entry, at step
@@ -626,19 +628,25 @@ def train_seeds(
         lambda context: full_loss(context.state.model)
     )
     keys = jnp.stack([jr.fold_in(base_key, s) for s in seeds])
-    ensemble = eqx.filter_jit(eqx.filter_vmap(make_model))(keys)
-    ensemble, history = fit_ensemble(
-        ensemble,
-        full,
-        batch_size=min(batch_size, len(data.stretch)),
-        steps=steps,
-        loss=stress_loss,
-        optimizer=_adam(float(learning_rate)),
-        metrics=[loss_metric],
-        log_every=log_every,
-        verbose=verbose,
-        key=jr.fold_in(base_key, 10_000 + seeds[0]),
-    )
+    if steps > 0:
+        ensemble = eqx.filter_jit(eqx.filter_vmap(make_model))(keys)
+        ensemble, history = fit_ensemble(
+            ensemble,
+            full,
+            batch_size=min(batch_size, len(data.stretch)),
+            steps=steps,
+            loss=stress_loss,
+            optimizer=_adam(float(learning_rate)),
+            metrics=[loss_metric],
+            log_every=log_every,
+            verbose=verbose,
+            key=jr.fold_in(base_key, 10_000 + seeds[0]),
+        )
+    else:
+        # No Adam: the least-squares solve starts from the initialisation
+        # (built one by one: cheaper than compiling a vmapped construction).
+        ensemble = stack_ensemble([make_model(k) for k in keys])
+        history = History(content={"loss": ([0], [np.asarray(full_loss(ensemble))])})
     steps_logged, values = history["loss"] if history is not None else ([], [])
     steps_logged, values = list(steps_logged), [np.asarray(v) for v in values]
     if refine_steps > 0:
@@ -719,8 +727,8 @@ def calibrate_seeds(
 ) -> tuple[SeedResult, list[SeedResult]]:
     """Calibrate `seeds` restarts, retrain collapsed PANN seeds, keep the best.
 
-    PANN: Adam for `steps` steps on all seeds together, then at most
-    `refine_steps` Levenberg–Marquardt steps per seed (`0`: none). A seed
+    PANN: Adam for `steps` steps on all seeds together (`0`: none), then at
+    most `refine_steps` Levenberg–Marquardt steps per seed (`0`: none). A seed
     counts as collapsed only when all its hidden-to-output weights died (a
     structural failure that more training cannot undo); it is retrained from
     the next unused seed, for at most `max_restarts` rounds. A seed that
@@ -759,8 +767,13 @@ def calibrate_seeds(
         )
         results = results_of(seed_list, trained)
     else:
-        # One compiled construction, reused by every seed.
-        make = eqx.filter_jit(lambda key: build_model(config, key=key))
+        # With Adam: one compiled (vmapped) construction, reused by every seed;
+        # without, an eager one per seed is cheaper than compiling.
+        def make(key):
+            return build_model(config, key=key)
+
+        if steps > 0:
+            make = eqx.filter_jit(make)
 
         def run(seed_list):
             trained = train_seeds(

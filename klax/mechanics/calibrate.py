@@ -87,13 +87,19 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="number of hidden layers of the FICNN (default: 1)",
     )
-    add("--steps", type=int, default=2000, help="Adam steps (default: 2000)")
+    add(
+        "--steps",
+        type=int,
+        default=0,
+        help="Adam steps before the least-squares solve of a PANN (default: 0, "
+        "Levenberg–Marquardt alone from each seed's initialisation)",
+    )
     add(
         "--refine-steps",
         type=int,
         default=500,
-        help="Levenberg–Marquardt steps after Adam (PANN), or of the "
-        "least-squares fit (baselines); 0: none (default: 500)",
+        help="Levenberg–Marquardt steps (PANN: after Adam; baselines: the "
+        "least-squares fit); 0: none (default: 500)",
     )
     add("--lr", type=float, default=2e-3, help="Adam learning rate (default: 2e-3)")
     add("--batch-size", type=int, default=32, help="batch size (default: 32)")
@@ -200,8 +206,10 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     """All checks of the arguments and the data; raises DataError, writes nothing."""
     _check_int(args.width, "--width", 1)
     _check_int(args.depth, "--depth", 0)
-    _check_int(args.steps, "--steps", 1)
+    _check_int(args.steps, "--steps", 0)
     _check_int(args.refine_steps, "--refine-steps", 0)
+    if args.steps == 0 and args.refine_steps == 0 and args.model == "pann":
+        raise DataError("--steps and --refine-steps are both 0: nothing would train")
     _check_int(args.batch_size, "--batch-size", 1)
     _check_int(args.seeds, "--seeds", 1)
     _check_int(args.log_every, "--log-every", 1)
