@@ -1,5 +1,10 @@
 """Hyperelasticity toolkit: kinematics, stresses, load cases and potentials."""
 
+from ._abaqus import (
+    export_abaqus as export_abaqus,
+    export_uhyper as export_uhyper,
+    export_umat as export_umat,
+)
 from ._baselines import (
     AbstractIsotropicPotential as AbstractIsotropicPotential,
     MooneyRivlin as MooneyRivlin,

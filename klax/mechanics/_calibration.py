@@ -8,6 +8,7 @@ detection and restart, and saving/loading a calibrated model.
 import functools
 import json
 import pathlib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -849,13 +850,33 @@ def load_model(directory: str | pathlib.Path) -> Any:
     from `model.eqx`. The result is finalised: call it on a deformation
     gradient, or pass it to the stress and load-case functions. Models
     calibrated in float64 are loaded in float64 only with x64 enabled (e.g.
-    inside `with jax.enable_x64(True):`).
+    inside `with jax.enable_x64(True):`); with x64 off they are loaded as
+    float32, with a `UserWarning` that says so.
 
     **Arguments:**
 
     - `directory`: the output directory of a calibration.
 
     **Returns:** the potential, a callable `F -> W`.
+
+    Example:
+        A model saved in float64 comes back in float32, with a warning, unless
+        x64 is on:
+
+        >>> import shutil, tempfile, warnings
+        >>> import jax, jax.random as jr
+        >>> import klax.mechanics as km
+        >>> directory, config = tempfile.mkdtemp(), {"model": "neo-hooke"}
+        >>> with jax.enable_x64(True):
+        ...     km.save_model(directory, km.build_model(config, key=jr.key(0)), config)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     str(km.load_model(directory).mu.dtype), caught[0].category.__name__
+        ('float32', 'UserWarning')
+        >>> with jax.enable_x64(True):
+        ...     str(km.load_model(directory).mu.dtype)
+        'float64'
+        >>> shutil.rmtree(directory)
     """
     directory = pathlib.Path(directory)
     try:
@@ -872,6 +893,12 @@ def load_model(directory: str | pathlib.Path) -> Any:
         )
     dtype = jnp.dtype(config.get("dtype", "float64"))
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # pyright: ignore[reportAttributeAccessIssue]
+        warnings.warn(
+            f"`load_model`: {directory} holds a float64 model, loaded as float32 "
+            "because x64 is off; enable it (`jax.config.update('jax_enable_x64', "
+            "True)` or `with jax.enable_x64(True):`) to keep float64.",
+            stacklevel=2,
+        )
         dtype = jnp.dtype(jnp.float32)
     skeleton = finalize(build_model(config, key=jr.key(0)))
     skeleton = jax.tree.map(

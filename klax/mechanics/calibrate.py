@@ -150,6 +150,11 @@ def _parser() -> argparse.ArgumentParser:
         help="exit with code 3 if a case's R² is below its threshold",
     )
     add("--quiet", action="store_true", help="no progress bar")
+    add(
+        "--export-abaqus",
+        action="store_true",
+        help="also write the Abaqus UHYPER subroutine uhyper.f next to the model",
+    )
     return parser
 
 
@@ -222,6 +227,8 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise DataError(f"--out: {out} exists and is not a directory")
 
+    if args.export_abaqus and args.model == "ogden3":
+        raise DataError("--export-abaqus: an ogden3 model cannot be exported")
     raw = read_data_bytes(args.data)
     curves = parse_curves(raw)
     train = _case_list(args.train, "--train")
@@ -460,6 +467,12 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             klax_version=version,
         )
         save_model(out, best.model, config)
+        exported = []
+        if args.export_abaqus:
+            from ._abaqus import export_abaqus
+
+            source = f"{out / 'model.json'} (klax-calibrate)"
+            exported = [p.name for p in export_abaqus(model, out, description=source)]
         _write_metrics(out / "metrics.csv", rows)
         _write_history(out / "history.csv", best, results)
         plotted = (
@@ -474,6 +487,7 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
     print(f"initial shear modulus mu0 = {mu0:.4f} MPa; training took {elapsed:.1f} s")
     written = ["model.eqx", "model.json", "metrics.csv", "history.csv"]
     written += ["fit.png"] if plotted else []
+    written += exported
     print(f"wrote {', '.join(written)} to {out}")
     failed = [
         f"{r['load_case']} {r['r2']:.4f} < {checked['requirements'][r['load_case']]}"
