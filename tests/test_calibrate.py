@@ -199,7 +199,7 @@ INVALID = {
         ["--train", "uniaxal"],
         "--train: unknown load case 'uniaxal'",
     ),
-    "bad steps": (HEADER + TREL, ["--steps", "0"], "--steps must be at least 1"),
+    "bad steps": (HEADER + TREL, ["--steps", "-1"], "--steps must be at least 0"),
     "bad lr": (HEADER + TREL, ["--lr", "-1"], "--lr must be a positive number"),
     "not an int": (HEADER + TREL, ["--seeds", "two"], "argument --seeds: invalid int"),
     "bad model": (
