@@ -8,6 +8,8 @@ differences. The functions under test are compiled once per model structure
 (`eqx.filter_jit`), so the many evaluations stay cheap.
 """
 
+from typing import Any
+
 import equinox as eqx
 import hypothesis.strategies as st
 import jax
@@ -668,12 +670,12 @@ def test_mooney_rivlin_is_inside_the_default_input_set():
     model = km.IncompressiblePANN(
         [4], "incompressible", input_scale=SCALE_3, key=jr.key(0)
     )
-    last = model.network.layers[-1].linear_y
+    last: Any = model.network.layers[-1].linear_y
     hidden, passthrough = last.weights[0], last.weights[1]
     model = eqx.tree_at(
         lambda m: (
-            m.network.layers[-1].linear_y.weights[0].parameter,
-            m.network.layers[-1].linear_y.weights[1].parameter,
+            m.network.layers[-1].linear_y.weights[0].parameter,  # pyright: ignore
+            m.network.layers[-1].linear_y.weights[1].parameter,  # pyright: ignore
         ),
         model,
         (
