@@ -37,7 +37,7 @@ def timed_run(source: pathlib.Path, out: pathlib.Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--baseline-src", type=pathlib.Path, required=True)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()

@@ -8,6 +8,8 @@ differences. The functions under test are compiled once per model structure
 (`eqx.filter_jit`), so the many evaluations stay cheap.
 """
 
+from typing import Any
+
 import equinox as eqx
 import hypothesis.strategies as st
 import jax
@@ -583,12 +585,12 @@ def test_construction_and_call_errors():
 # ---------------------------------------------------------------------------
 # Input sets holding Ī2 (polyconvex on the incompressible manifold J = 1)
 
-SCALE_3 = (55.0, 17.0, 386.0)  # Treloar input scales of (Ĩ1, √Ī2, Ī2)
+SCALE_3 = (5.8, 55.0, 17.0, 386.0)  # Treloar input scales of (√Ĩ1, Ĩ1, √Ī2, Ī2)
 
 
 @pytest.fixture(scope="module")
 def incompressible_j1():
-    """PANNs on (Ĩ1, √Ī2, Ī2) and (Ī1, Ī2): fresh, perturbed, softplus-wrapped."""
+    """PANNs on (√Ĩ1, Ĩ1, √Ī2, Ī2) and (Ī1, Ī2): fresh, perturbed, softplus."""
     models = [
         km.IncompressiblePANN(
             [4, 4], "incompressible", input_scale=SCALE_3, key=jr.key(k)
@@ -648,7 +650,8 @@ def test_pann_inputs_match_the_invariants():
     I1 = lam**2 + 2 / lam
     I2 = 2 * lam + lam**-2
     x = km.pann_inputs(jnp.asarray(I1), jnp.asarray(I2), "incompressible")
-    np.testing.assert_allclose(x, [I1 - 3, I2**0.5 - 3**0.5, I2 - 3], rtol=1e-14)
+    expected = [I1**0.5 - 3**0.5, I1 - 3, I2**0.5 - 3**0.5, I2 - 3]
+    np.testing.assert_allclose(x, expected, rtol=1e-14)
     x = km.pann_inputs(jnp.asarray([I1]), jnp.asarray([I2]), "polyconvex")
     assert x.shape == (1, 2)
     np.testing.assert_allclose(x[0], [I1 - 3, I2**1.5 - 3**1.5], rtol=1e-14)
@@ -662,23 +665,23 @@ def test_pann_inputs_match_the_invariants():
 
 
 def test_mooney_rivlin_is_inside_the_default_input_set():
-    """Zero hidden-to-output weights and passthrough weights (c10 s1, 0, c01 s3)
+    """Zero hidden-to-output weights and passthrough weights (0, c10 s2, 0, c01 s4)
     give exactly Mooney–Rivlin (Ĩ1 = Ī1 and Ī2 enter linearly)."""
     c10, c01 = 0.2, 0.02
     model = km.IncompressiblePANN(
         [4], "incompressible", input_scale=SCALE_3, key=jr.key(0)
     )
-    last = model.network.layers[-1].linear_y
+    last: Any = model.network.layers[-1].linear_y
     hidden, passthrough = last.weights[0], last.weights[1]
     model = eqx.tree_at(
         lambda m: (
-            m.network.layers[-1].linear_y.weights[0].parameter,
-            m.network.layers[-1].linear_y.weights[1].parameter,
+            m.network.layers[-1].linear_y.weights[0].parameter,  # pyright: ignore
+            m.network.layers[-1].linear_y.weights[1].parameter,  # pyright: ignore
         ),
         model,
         (
             jnp.zeros_like(hidden.parameter),
-            jnp.asarray([c10 * SCALE_3[0], 0.0, c01 * SCALE_3[2]]).reshape(
+            jnp.asarray([0.0, c10 * SCALE_3[1], 0.0, c01 * SCALE_3[3]]).reshape(
                 passthrough.parameter.shape
             ),
         ),

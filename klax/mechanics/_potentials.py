@@ -102,7 +102,7 @@ def _growth(J: Array) -> Array:
 
 
 INVARIANT_SETS: dict[str, tuple[str, ...]] = {
-    "incompressible": ("Ĩ1", "√Ī2", "Ī2"),
+    "incompressible": ("√Ĩ1", "Ĩ1", "√Ī2", "Ī2"),
     "polyconvex": ("Ĩ1", "Ĩ2"),
     "isochoric": ("Ī1", "Ī2"),
 }
@@ -134,8 +134,8 @@ def pann_inputs(
     From the principal invariants `I1`, `I2` of an incompressible state,
     returns the network inputs before division by `input_scale`: each
     invariant of the set minus its reference value, e.g. for
-    `"incompressible"`
-    $(\\tilde I_1 - 3, \\sqrt{\\bar I_2} - \\sqrt 3, \\bar I_2 - 3)$. Their
+    `"incompressible"` $(\\sqrt{\\tilde I_1} - \\sqrt 3, \\tilde I_1 - 3,
+    \\sqrt{\\bar I_2} - \\sqrt 3, \\bar I_2 - 3)$. Their
     largest values over the training deformations are a good `input_scale`.
 
     **Arguments:**
@@ -150,25 +150,38 @@ def pann_inputs(
         >>> import jax.numpy as jnp
         >>> from klax.mechanics import pann_inputs
         >>> pann_inputs(jnp.array(3.0), jnp.array(3.0)).tolist()
-        [0.0, 0.0, 0.0]
+        [0.0, 0.0, 0.0, 0.0]
     """
     _check_invariants(invariants, "pann_inputs")
     I1, I2 = jnp.asarray(I1), jnp.asarray(I2)
-    return _shifted_inputs(invariants, I1, jnp.sqrt(I2), I2, I2**1.5)
+    return _shifted_inputs(invariants, _invariant_values(I1, I2))
 
 
-_REFERENCE = {"Ĩ1": 3.0, "Ī1": 3.0, "√Ī2": 3.0**0.5, "Ī2": 3.0, "Ĩ2": 3.0**1.5}
+_REFERENCE = {
+    "√Ĩ1": 3.0**0.5,
+    "Ĩ1": 3.0,
+    "Ī1": 3.0,
+    "√Ī2": 3.0**0.5,
+    "Ī2": 3.0,
+    "Ĩ2": 3.0**1.5,
+}
+
+
+def _invariant_values(I1: Array, I2: Array) -> dict[str, Array]:
+    """Every input candidate at `J = 1` from the principal invariants."""
+    return {
+        "√Ĩ1": jnp.sqrt(I1),
+        "Ĩ1": I1,
+        "Ī1": I1,
+        "√Ī2": jnp.sqrt(I2),
+        "Ī2": I2,
+        "Ĩ2": I2**1.5,
+    }
 
 
 def _shifted_inputs(
-    invariants: str,
-    I1: Array,
-    root_I2: Array,
-    I2: Array,
-    I2_tilde: Array,
-    scale: Sequence[float] | None = None,
+    invariants: str, values: dict[str, Array], scale: Sequence[float] | None = None
 ) -> Array:
-    values = {"Ĩ1": I1, "Ī1": I1, "√Ī2": root_I2, "Ī2": I2, "Ĩ2": I2_tilde}
     if scale is not None:
         names = INVARIANT_SETS[invariants]
         return jnp.stack(
@@ -194,16 +207,18 @@ class IncompressiblePANN(AbstractIsotropicPotential):
     Input sets:
 
     - `"incompressible"` (the default of `klax-calibrate`):
-      $(\\tilde I_1, \\sqrt{\\bar I_2}, \\bar I_2)$. The classical models lie in
-      the model class: neo-Hooke and Mooney–Rivlin are linear in
-      $\\bar I_1 = \\tilde I_1$ and $\\bar I_2$, which the passthrough of `N`
-      represents exactly, and the $\\sqrt{\\bar I_2}$ input gives the
-      concave-in-$\\bar I_2$ response of Carroll-type models that rubber
+      $(\\sqrt{\\tilde I_1}, \\tilde I_1, \\sqrt{\\bar I_2}, \\bar I_2)$. The
+      classical models lie in the model class: neo-Hooke and Mooney–Rivlin
+      are linear in $\\bar I_1 = \\tilde I_1$ and $\\bar I_2$, which the
+      passthrough of `N` represents exactly; the square roots give the
+      slower-than-quadratic growth of Ogden terms with exponents below 2 and
+      the concave-in-$\\bar I_2$ response (Carroll-type models) that rubber
       data in equibiaxial tension need. At exactly `J = 1`,
+      $\\sqrt{\\tilde I_1} = \\|F\\|$, $\\tilde I_1 = \\|F\\|^2$,
       $\\sqrt{\\bar I_2} = \\|\\operatorname{cof} F\\|$ and
-      $\\bar I_2 = \\|\\operatorname{cof} F\\|^2$ are convex in `cof F`, so the
-      potential is polyconvex on the incompressible manifold, where it is
-      used; it is **not** polyconvex as a function of a compressible `F`
+      $\\bar I_2 = \\|\\operatorname{cof} F\\|^2$ are convex in `F` and `cof F`,
+      so the potential is polyconvex on the incompressible manifold, where it
+      is used; it is **not** polyconvex as a function of a compressible `F`
       (`J ≠ 1`).
     - `"polyconvex"` (default): $(\\tilde I_1, \\tilde I_2)$ of Dammaß, Kalina &
       Kästner (2025), polyconvex for every `J > 0`. A function convex
@@ -250,7 +265,8 @@ class IncompressiblePANN(AbstractIsotropicPotential):
         - `width_sizes`: hidden widths of the FICNN, e.g. `[8]` (one layer of 8,
           the reference example) or `[4, 4]` (Dammaß et al.).
         - `invariants`: the input set: `"incompressible"` for
-          $(\\tilde I_1, \\sqrt{\\bar I_2}, \\bar I_2)$, `"polyconvex"` for
+          $(\\sqrt{\\tilde I_1}, \\tilde I_1, \\sqrt{\\bar I_2}, \\bar I_2)$,
+          `"polyconvex"` for
           $(\\tilde I_1, \\tilde I_2)$ or `"isochoric"` for $(\\bar I_1, \\bar I_2)$.
         - `input_scale`: positive divisor(s) of the shifted inputs (one number,
           or one per input), e.g. their range in the calibration data
@@ -311,21 +327,23 @@ class IncompressiblePANN(AbstractIsotropicPotential):
         I1 = jnp.sum(F * F) * J ** (-2.0 / 3.0)
         cof2 = jnp.sum(cof * cof)
         norm = jnp.sqrt(cof2)
-        x = _shifted_inputs(
-            self.invariants,
-            I1,
-            norm * J ** (-2.0 / 3.0),
-            cof2 * J ** (-4.0 / 3.0),
-            norm**3 / J**2,
-            self.input_scale,
-        )
+        F2 = jnp.sum(F * F)
+        values = {
+            "√Ĩ1": jnp.sqrt(F2) * J ** (-1.0 / 3.0),
+            "Ĩ1": I1,
+            "Ī1": I1,
+            "√Ī2": norm * J ** (-2.0 / 3.0),
+            "Ī2": cof2 * J ** (-4.0 / 3.0),
+            "Ĩ2": norm**3 / J**2,
+        }
+        x = _shifted_inputs(self.invariants, values, self.input_scale)
         return self._energy(x, I1)
 
     def isotropic_energy(self, I1: ArrayLike, I2: ArrayLike) -> Scalar:
         """The energy at `J = 1` as a function of the invariants `I1`, `I2`."""
         I1, I2 = jnp.asarray(I1), jnp.asarray(I2)
         x = _shifted_inputs(
-            self.invariants, I1, jnp.sqrt(I2), I2, I2**1.5, self.input_scale
+            self.invariants, _invariant_values(I1, I2), self.input_scale
         )
         return self._energy(x, I1)
 

@@ -134,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         "--invariants",
         choices=("incompressible", "polyconvex", "isochoric"),
         default="incompressible",
-        help="PANN inputs: incompressible (Ĩ1, √Ī2, Ī2), polyconvex at J = 1; "
+        help="PANN inputs: incompressible (√Ĩ1, Ĩ1, √Ī2, Ī2), polyconvex at J = 1; "
         "polyconvex (Ĩ1, Ĩ2), polyconvex at any J; isochoric (Ī1, Ī2) "
         "(default: incompressible)",
     )
