@@ -18,19 +18,40 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from .._ensemble import ensemble_member, fit_ensemble
+from .._ensemble import ensemble_member, fit_ensemble, stack_ensemble
 from .._logging import History, metric
 from .._losses import Loss
 from .._wrappers import finalize, unwrap
 from ..nn import InputSplitLinear
-from ._baselines import AbstractIsotropicPotential, MooneyRivlin, NeoHooke, Ogden
-from ._data import LoadCurve, fit_metrics
-from ._kinematics import REFERENCE_I2_POLYCONVEX
-from ._loadcases import LOAD_CASES, check_load_case
+from ._baselines import (
+    AbstractIsotropicPotential,
+    MooneyRivlin,
+    NeoHooke,
+    Ogden,
+    linear_parameters,
+)
+from ._data import (
+    LoadCurve,
+    Measurements,
+    as_measurements,
+    fit_metrics,
+    select,
+    selection_mask,
+)
+from ._leastsquares import refine_least_squares, solve_linear_parameters
+from ._loadcases import (
+    ALL_LOAD_CASES,
+    LOAD_CASES,
+    STRESS_COMPONENTS,
+    _incompressible_point,
+    _isotropic_point,
+    case_deformation,
+    check_load_case,
+)
 from ._networks import reparametrize_nonnegative
-from ._potentials import IncompressiblePANN
+from ._potentials import IncompressiblePANN, pann_inputs
 
 MODEL_NAMES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3")
 LOSS_NAMES = ("mse", "mse-per-case", "relative")
@@ -41,36 +62,83 @@ FORMAT = "klax.mechanics.calibrated-model/1"
 # Nominal stress of any incompressible potential at mixed load cases
 
 
-def _case_stretches(case_index: Array, stretch: Array) -> tuple[Array, Array, Array]:
-    """Principal stretches for a load-case index (position in `LOAD_CASES`)."""
-    root = 1.0 / jnp.sqrt(stretch)
-    inverse = 1.0 / stretch
-    l2 = jnp.where(case_index == 0, root, jnp.where(case_index == 1, stretch, 1.0))
-    l3 = jnp.where(
-        case_index == 0, root, jnp.where(case_index == 1, inverse * inverse, inverse)
-    )
-    return stretch, l2.astype(stretch.dtype), l3.astype(stretch.dtype)
-
-
-def _p11_point(model: Callable, l1: Array, l2: Array, l3: Array) -> Array:
+def _stress_point(model: Callable, l1: Array, l2: Array, gamma: Array) -> Array:
+    """`(P11, P22, P12)` stacked, closed form for invariant potentials, else AD."""
     if isinstance(model, AbstractIsotropicPotential):
-        # Closed form: P11 = 2 (λ1 - λ3²/λ1)(W_1 + λ2² W_2).
-        a2, b2, c2 = l1 * l1, l2 * l2, l3 * l3
-        I1 = a2 + b2 + c2
-        I2 = a2 * b2 + b2 * c2 + a2 * c2
-        W1, W2 = jax.grad(model.isotropic_energy, (0, 1))(I1, I2)
-        return 2.0 * (l1 - c2 / l1) * (W1 + b2 * W2)
-    F = jnp.diag(jnp.stack([l1, l2, l3]))
-    G = jax.grad(model)(F)
-    return G[0, 0] - l3 / l1 * G[2, 2]
+        return jnp.stack(_isotropic_point(model.isotropic_energy, l1, l2, gamma))
+    return jnp.stack(_incompressible_point(model, l1, l2, gamma))
+
+
+def predict_stress(
+    model: Callable,
+    case_index: ArrayLike,
+    stretch: ArrayLike,
+    stretch_2: ArrayLike | None = None,
+    component: ArrayLike | None = None,
+) -> Array:
+    """Nominal stresses of an incompressible potential at points of any load case.
+
+    Every point has its own load case (`case_index`, a position in
+    `ALL_LOAD_CASES`), deformation (`stretch`: `λ`, `λ1` or `γ`;
+    `stretch_2`: `λ2` of biaxial points) and stress component (`component`,
+    a position in `STRESS_COMPONENTS`: `0` P11, `1` P22, `2` P12). The
+    pressure is eliminated from the traction-free thickness direction
+    (`σ33 = 0`). Potentials with an invariant form
+    ([`AbstractIsotropicPotential`][klax.mechanics.AbstractIsotropicPotential],
+    e.g. the PANN) use the closed form, others (Ogden) the AD path. Works
+    under `jax.jit`, `jax.vmap` and `jax.grad`.
+
+    **Arguments:**
+
+    - `model`: a finalised potential.
+    - `case_index`: int array of load-case positions.
+    - `stretch`: the first deformation parameter, same shape.
+    - `stretch_2`: `λ2` of biaxial points (ignored elsewhere); `None`: ones.
+    - `component`: int array of stress components; `None`: all `P11`.
+
+    **Returns:** the predicted stresses, the shape of `stretch`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from klax.mechanics import MooneyRivlin, predict_stress
+        >>> predict_stress(  # uniaxial P11 at λ = 2 and simple-shear P12 at γ = 0.5
+        ...     MooneyRivlin(0.2, 0.05),
+        ...     jnp.array([0, 4]),
+        ...     jnp.array([2.0, 0.5]),
+        ...     component=jnp.array([0, 2]),
+        ... )
+        Array([0.7875, 0.25  ], dtype=float32)
+    """
+    stretch = jnp.asarray(stretch)
+    if not jnp.issubdtype(stretch.dtype, jnp.inexact):
+        stretch = stretch.astype(jnp.result_type(float))
+    case_index = jnp.asarray(case_index)
+    stretch_2 = jnp.ones_like(stretch) if stretch_2 is None else jnp.asarray(stretch_2)
+    component = (
+        jnp.zeros(stretch.shape, jnp.int32)
+        if component is None
+        else jnp.asarray(component)
+    )
+    shapes = {a.shape for a in (case_index, stretch, stretch_2, component)}
+    if len(shapes) != 1:
+        raise ValueError(
+            "`predict_stress`: case_index, stretch, stretch_2 and component must "
+            f"have the same shape; got {sorted(shapes)}."
+        )
+    l1, l2, gamma = case_deformation(case_index, stretch, stretch_2)
+    flat = [a.reshape(-1) for a in (l1, l2, gamma)]
+    values = jax.vmap(lambda a, b, c: _stress_point(model, a, b, c))(*flat)
+    picked = jnp.take_along_axis(values, component.reshape(-1, 1), axis=1)
+    return picked.reshape(stretch.shape)
 
 
 def predict_nominal_stress_11(
     model: Callable, case_index: Array, stretch: Array
 ) -> Array:
-    """`P11` of an incompressible potential at points of mixed load cases.
+    """`P11` of an incompressible potential at points of mixed one-stretch load cases.
 
-    Potentials with an invariant form
+    [`predict_stress`][klax.mechanics.predict_stress] with every component
+    `P11`. Potentials with an invariant form
     ([`AbstractIsotropicPotential`][klax.mechanics.AbstractIsotropicPotential],
     e.g. the PANN) use the closed form; others (Ogden) the AD path.
 
@@ -90,69 +158,154 @@ def predict_nominal_stress_11(
             "`predict_nominal_stress_11`: case_index and stretch must have the same "
             f"shape; got {case_index.shape} and {stretch.shape}."
         )
-    l1, l2, l3 = _case_stretches(case_index, stretch)
-    flat = [s.reshape(-1) for s in (l1, l2, l3)]
-    values = jax.vmap(lambda a, b, c: _p11_point(model, a, b, c))(*flat)
-    return values.reshape(stretch.shape)
+    return predict_stress(model, case_index, stretch)
 
 
 class StressData(NamedTuple):
-    """Training points: stretch, load-case index, measured `P11`, loss weight."""
+    """Training observations: one measured stress component per entry.
 
-    stretch: np.ndarray
-    case_index: np.ndarray
-    stress: np.ndarray
-    weight: np.ndarray
+    `stretch` (`λ`, `λ1` of biaxial or `γ` of simple-shear points),
+    `case_index` (position in `ALL_LOAD_CASES`), `stress` (the measured value
+    in MPa), `weight` (the loss weight), `stretch_2` (`λ2` of biaxial points,
+    `1` elsewhere) and `component` (position in `STRESS_COMPONENTS`): NumPy
+    or JAX arrays of equal length. The last two may be `None` (all ones,
+    all `P11`): the one-stretch data of earlier versions.
+    """
+
+    stretch: Any
+    case_index: Any
+    stress: Any
+    weight: Any
+    stretch_2: Any = None
+    component: Any = None
+
+
+def stress_scale(data: "StressData | Measurements") -> float:
+    """The stress scale of data: the root mean square of the measured stresses, in MPa.
+
+    `stress_data` divides the weights of the `"mse"` and `"mse-per-case"`
+    losses by its square, which makes the loss dimensionless (the same for
+    data given in Pa, kPa or MPa). A useful starting magnitude for a model.
+    """
+    stress = np.asarray(data.stress, dtype=np.float64)
+    value = float(np.sqrt(np.mean(stress**2))) if stress.size else 0.0
+    return value if value > 0 else 1.0
 
 
 def stress_data(
-    curves: Mapping[str, LoadCurve], cases: Sequence[str], loss: str = "mse"
+    data: "Measurements | Mapping[str, LoadCurve]",
+    cases: Sequence[str] | None = None,
+    loss: str = "mse",
 ) -> StressData:
-    """Stack the points of `cases` into training arrays with per-point weights.
+    """Stack the observations of `cases` into training arrays with per-point weights.
 
     **Arguments:**
 
-    - `curves`: load curves by case name.
-    - `cases`: the cases to use.
-    - `loss`: `"mse"` (all points weigh 1), `"mse-per-case"` (every case weighs
+    - `data`: [`Measurements`][klax.mechanics.Measurements] (any mix of load
+      cases) or a dict of one-stretch [`LoadCurve`][klax.mechanics.LoadCurve]s.
+    - `cases`: the selection to use: load-case names, and `biaxial@λ1` for
+      the biaxial curves at one held stretch (see
+      [`parse_selection`][klax.mechanics.parse_selection]); `None`: all.
+    - `loss`: `"mse"` (all observations weigh the same), `"mse-per-case"`
+      (every curve, i.e. load case, held `λ1` and stress component, weighs
       the same in total) or `"relative"` (squared error relative to the
-      measured stress, floored at 5 % of the case's largest stress, so that
-      points at zero stress stay finite).
+      measured stress, floored at 5 % of the curve's largest stress, so that
+      points at zero stress stay finite). The `"mse"` weights are
+      `1/s²` and the `"mse-per-case"` weights average `1/s²`, with `s` the
+      [`stress_scale`][klax.mechanics.stress_scale] of the selected data: the
+      loss is dimensionless and does not depend on the unit of the data.
 
     **Returns:** a [`StressData`][klax.mechanics.StressData] of float64/int32
     NumPy arrays.
     """
     if loss not in LOSS_NAMES:
         raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}; got {loss!r}.")
-    parts = []
-    total = sum(len(curves[c].stretch) for c in cases)
-    for case in cases:
-        curve = curves[check_load_case(case, "stress_data")]
-        n = len(curve.stretch)
-        if loss == "mse":
-            weight = np.ones(n)
-        elif loss == "mse-per-case":
-            weight = np.full(n, total / (len(cases) * n))
-        else:
-            floor = 0.05 * max(float(np.max(np.abs(curve.stress))), 1e-12)
-            weight = 1.0 / np.maximum(np.abs(curve.stress), floor) ** 2
-        index = np.full(n, LOAD_CASES.index(case), dtype=np.int32)
-        parts.append((curve.stretch, index, curve.stress, weight))
-    return StressData(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
+    measured = as_measurements(data)
+    if cases is not None:
+        for entry in cases:
+            if entry.partition("@")[0] not in ALL_LOAD_CASES:
+                raise ValueError(
+                    f"`stress_data`: unknown load case {entry!r}; expected one of "
+                    f"{', '.join(ALL_LOAD_CASES)}."
+                )
+    chosen = select(measured, cases)
+    if chosen.size == 0:
+        raise ValueError(f"`stress_data`: no observations selected by {cases!r}.")
+    # Keep the order of `cases` (the order of the legacy one-stretch data).
+    if cases is not None:
+        order = np.concatenate(
+            [np.flatnonzero(selection_mask(chosen, [entry])) for entry in cases]
+        )
+        _, first = np.unique(order, return_index=True)
+        chosen = chosen.take(order[np.sort(first)])
+    n = chosen.size
+    curves = chosen.curves()
+    weight = np.ones(n)
+    if loss == "mse-per-case":
+        for curve in curves:
+            weight[curve.index] = n / (len(curves) * len(curve.index))
+    elif loss == "relative":
+        for curve in curves:
+            stress = chosen.stress[curve.index]
+            floor = 0.05 * max(float(np.max(np.abs(stress))), 1e-300)
+            weight[curve.index] = 1.0 / np.maximum(np.abs(stress), floor) ** 2
+    if loss != "relative":
+        weight = weight / stress_scale(chosen) ** 2
+    return StressData(
+        chosen.stretch.astype(np.float64),
+        chosen.case_index.astype(np.int32),
+        chosen.stress.astype(np.float64),
+        weight,
+        chosen.stretch_2.astype(np.float64),
+        chosen.component.astype(np.int32),
+    )
+
+
+def _batch_fields(batch: Any) -> tuple[Any, ...]:
+    fields = tuple(batch)
+    if len(fields) == 4:
+        fields = (*fields, None, None)
+    if len(fields) != 6:
+        raise ValueError(
+            "A stress batch is a StressData (or a tuple of its 4 or 6 arrays); got "
+            f"{len(fields)} fields."
+        )
+    return fields
+
+
+def residuals(model: Callable, data: Any) -> Array:
+    """The weighted residual vector of a model on training data.
+
+    `sqrt(weight) * (P̂ - P)`, one entry per observation, so that
+    `stress_loss(model, data) == mean(residuals(model, data) ** 2)`: the
+    residual function of a least-squares solver (e.g.
+    `optimistix.LevenbergMarquardt`). Dimensionless for the `"mse"` weights
+    of [`stress_data`][klax.mechanics.stress_data].
+
+    **Arguments:**
+
+    - `model`: a finalised incompressible potential.
+    - `data`: a [`StressData`][klax.mechanics.StressData] (NumPy or JAX
+      arrays), or a tuple of its 4 or 6 arrays.
+
+    **Returns:** the residuals, shape `(n,)`.
+    """
+    stretch, case_index, stress, weight, stretch_2, component = _batch_fields(data)
+    predicted = predict_stress(model, case_index, stretch, stretch_2, component)
+    return jnp.sqrt(jnp.asarray(weight)) * (predicted - jnp.asarray(stress))
 
 
 class StressLoss(Loss):
-    """Weighted mean squared error of the nominal stress `P11`.
+    """Weighted mean squared error of the measured nominal-stress components.
 
     The batch is a [`StressData`][klax.mechanics.StressData] (or a tuple of its
-    four arrays); the loss is `mean(weight * (P̂11 - P11)²)`.
+    4 or 6 arrays); the loss is `mean(weight * (P̂ - P)²)`, the mean square of
+    [`residuals`][klax.mechanics.residuals].
     """
 
     def value(self, model: Any, batch: Any, run_state: Any) -> Array:
         del run_state
-        stretch, case_index, stress, weight = batch
-        predicted = predict_nominal_stress_11(model, case_index, stretch)
-        return jnp.mean(weight * (predicted - stress) ** 2)
+        return jnp.mean(residuals(model, batch) ** 2)
 
 
 stress_loss = StressLoss()
@@ -162,61 +315,101 @@ stress_loss = StressLoss()
 # Models
 
 
+def training_invariants(
+    data: "StressData | Measurements",
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(I1, I2)` at the observations' deformations (incompressible), NumPy arrays."""
+    case = np.asarray(data.case_index)
+    stretch = np.asarray(data.stretch, dtype=np.float64)
+    stretch_2 = (
+        np.ones_like(stretch)
+        if data.stretch_2 is None
+        else np.asarray(data.stretch_2, dtype=np.float64)
+    )
+    # The in-plane block of F, as in `case_deformation`.
+    shear = case == 4
+    l1 = np.where(shear, 1.0, stretch)
+    l2 = np.select(
+        [case == 0, case == 1, case == 3],
+        [np.abs(l1) ** -0.5, l1, stretch_2],
+        1.0,
+    )
+    gamma = np.where(shear, stretch, 0.0)
+    l3 = 1.0 / (l1 * l2)
+    # C of F = [[λ1, γ, 0], [0, λ2, 0], [0, 0, λ3]].
+    c11, c12, c22, c33 = l1**2, l1 * gamma, gamma**2 + l2**2, l3**2
+    I1 = c11 + c22 + c33
+    I2 = c11 * c22 - c12**2 + (c11 + c22) * c33
+    return I1, I2
+
+
 def invariant_scales(
-    curves: Mapping[str, LoadCurve], cases: Sequence[str], invariants: str
-) -> tuple[float, float]:
-    """Ranges of the two shifted PANN inputs over the training points.
+    data: "Measurements | Mapping[str, LoadCurve]",
+    cases: Sequence[str] | None,
+    invariants: str,
+) -> tuple[float, ...]:
+    """Ranges of the shifted PANN inputs over the training deformations.
 
     Used as `input_scale` of [`IncompressiblePANN`][klax.mechanics.IncompressiblePANN]:
     the inputs then lie in `[0, 1]` on the data. (Ĩ2 reaches several thousand
     in equibiaxial tension while Ĩ1 stays below a hundred; unscaled inputs
     make the first updates kill the hidden units, see `benchmarks/collapse.py`.)
+    Every kind of load case counts (biaxial, simple shear, compression).
+
+    **Arguments:**
+
+    - `data`: [`Measurements`][klax.mechanics.Measurements] or a dict of
+      one-stretch load curves.
+    - `cases`: the training selection (as for
+      [`stress_data`][klax.mechanics.stress_data]); `None`: all.
+    - `invariants`: the PANN input set, a key of
+      [`INVARIANT_SETS`][klax.mechanics.INVARIANT_SETS].
+
+    **Returns:** one scale per input of the set
+    ([`pann_inputs`][klax.mechanics.pann_inputs]), each `1.0` where the
+    range vanishes.
     """
-    I1_max, I2_max = 0.0, 0.0
-    for case in cases:
-        lam = np.asarray(curves[case].stretch, dtype=np.float64)
-        l1, l2, l3 = {
-            "uniaxial": (lam, lam**-0.5, lam**-0.5),
-            "equibiaxial": (lam, lam, lam**-2.0),
-            "pure_shear": (lam, np.ones_like(lam), 1.0 / lam),
-        }[check_load_case(case, "invariant_scales")]
-        I1 = l1**2 + l2**2 + l3**2
-        I2 = (l1 * l2) ** 2 + (l2 * l3) ** 2 + (l1 * l3) ** 2
-        I1_max = max(I1_max, float(np.max(I1 - 3.0)))
-        if invariants == "polyconvex":
-            I2_max = max(I2_max, float(np.max(I2**1.5 - REFERENCE_I2_POLYCONVEX)))
-        else:
-            I2_max = max(I2_max, float(np.max(I2 - 3.0)))
-    return (I1_max if I1_max > 1e-8 else 1.0, I2_max if I2_max > 1e-8 else 1.0)
+    chosen = select(as_measurements(data), cases)
+    I1, I2 = training_invariants(chosen)
+    largest = np.max(np.asarray(pann_inputs(I1, I2, invariants)), axis=0)
+    return tuple(float(v) if v > 1e-8 else 1.0 for v in largest)
 
 
 def build_model(config: Mapping[str, Any], *, key: PRNGKeyArray) -> eqx.Module:
     """Build the (unfinalised) model described by a calibration config.
 
     Keys read: `model` (one of `MODEL_NAMES`) and, for `"pann"`,
-    `width_sizes`, `invariants`, `input_scale`, `floor` and `positivity`
-    (`"clamp"`: `klax.NonNegative` projection, `"softplus"`: positive
-    reparametrisation).
+    `width_sizes`, `invariants`, `input_scale`, `floor`, `energy_scale`
+    (default 1) and `positivity` (`"clamp"`: `klax.NonNegative` projection,
+    `"softplus"`: positive reparametrisation). The classical baselines start
+    from a point drawn from `key` (the starting Ogden exponents differ by
+    key), so restarts of a least-squares fit differ in their starting point.
     """
     name = config["model"]
     if name == "pann":
         model = IncompressiblePANN(
             tuple(config["width_sizes"]),
             config.get("invariants", "polyconvex"),
-            input_scale=tuple(config.get("input_scale", (1.0, 1.0))),
+            input_scale=tuple(config.get("input_scale", 1.0)),
             floor=config.get("floor", 0.0),
+            energy_scale=config.get("energy_scale", 1.0),
             key=key,
         )
         if config.get("positivity", "clamp") == "softplus":
             model = reparametrize_nonnegative(model)
         return model
-    # Baselines start from generic values of the right order for rubber (MPa).
+    # Baselines: a random starting point per key (moduli of the order of rubber
+    # in MPa; least-squares fits solve the moduli exactly anyway, the starting
+    # exponents of Ogden models matter).
+    u = jr.uniform(key, (6,), dtype=jnp.result_type(float))
     if name == "neo-hooke":
-        return NeoHooke(0.3)
+        return NeoHooke(0.1 + 0.9 * u[0])
     if name == "mooney-rivlin":
-        return MooneyRivlin(0.15, 0.01)
+        return MooneyRivlin(0.1 + 0.4 * u[0], 0.1 * u[1])
     if name == "ogden3":
-        return Ogden([0.5, 0.01, -0.01], [1.5, 4.0, -2.0])
+        alpha = jnp.stack([0.5 + 2.5 * u[0], 3.0 + 7.0 * u[1], -0.5 - 4.5 * u[2]])
+        mu = jnp.stack([0.1 + 0.9 * u[3], 1e-3 * u[4], -1e-2 * u[5]])
+        return Ogden(mu, alpha)
     raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}.")
 
 
@@ -250,16 +443,108 @@ def _adam(learning_rate: float) -> optax.GradientTransformation:
 
 class SeedResult(NamedTuple):
     """One trained seed: its index, the trained (unfinalised) model, its history,
-    the final full-data training loss and the training R² per case."""
+    the final full-data training loss, the training R² per case and whether
+    it collapsed (a PANN whose hidden-to-output weights all died)."""
 
     seed: int
     model: Any
     history: History | None
     loss: float
     train_r2: dict[str, float]
+    collapsed: bool = False
 
 
-_predict_jit = eqx.filter_jit(predict_nominal_stress_11)
+_predict_jit = eqx.filter_jit(predict_stress)
+
+
+def evaluate_stress(
+    model: Callable,
+    case_index: ArrayLike,
+    stretch: ArrayLike,
+    stretch_2: ArrayLike | None = None,
+    component: ArrayLike | None = None,
+) -> np.ndarray:
+    """[`predict_stress`][klax.mechanics.predict_stress] in one compiled call, on NumPy.
+
+    The points are padded to a power of two (at least 256), so repeated
+    evaluations of different sizes reuse one compilation. Runs in the dtype
+    of the default float (float64 inside `jax.enable_x64(True)`).
+
+    **Returns:** the stresses in MPa, a float64 NumPy array of the shape of
+    `stretch`.
+    """
+    stretch = np.asarray(stretch, dtype=np.float64)
+    shape = stretch.shape
+    parts = [
+        np.asarray(case_index, dtype=np.int32).reshape(-1),
+        stretch.reshape(-1),
+        (np.ones(shape) if stretch_2 is None else np.asarray(stretch_2)).reshape(-1),
+        (
+            np.zeros(shape, np.int32) if component is None else np.asarray(component)
+        ).reshape(-1),
+    ]
+    total = parts[1].size
+    padded = max(256, 1 << max(total - 1, 0).bit_length())
+    fill = (0, 1.0, 1.0, 0)
+    dtypes = (np.int32, np.float64, np.float64, np.int32)
+    arrays = []
+    for part, value, dtype in zip(parts, fill, dtypes, strict=True):
+        full = np.full(padded, value, dtype=dtype)
+        full[:total] = part
+        arrays.append(full)
+    real = jnp.result_type(float)
+    index, lam, lam_2, comp = arrays
+    out = _predict_jit(
+        model,
+        jnp.asarray(index),
+        jnp.asarray(lam, real),
+        jnp.asarray(lam_2, real),
+        jnp.asarray(comp),
+    )
+    return np.asarray(out, dtype=np.float64)[:total].reshape(shape)
+
+
+def evaluate_measurements(model: Callable, data: Measurements) -> np.ndarray:
+    """The model's stress (MPa) at every observation of `data`, one compiled call."""
+    return evaluate_stress(
+        model, data.case_index, data.stretch, data.stretch_2, data.component
+    )
+
+
+def curve_r2(
+    model: Callable,
+    data: "Measurements | Mapping[str, LoadCurve]",
+    cases: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """R² of a finalised potential on every curve of the selected data.
+
+    **Arguments:**
+
+    - `model`: a finalised incompressible potential.
+    - `data`: [`Measurements`][klax.mechanics.Measurements] or a dict of
+      one-stretch load curves.
+    - `cases`: a selection (see [`stress_data`][klax.mechanics.stress_data]);
+      `None`: all.
+
+    **Returns:** a dict from curve name to R². The name is the curve label
+    (`"uniaxial"`, `"biaxial@1.5"`, `"simple_shear"`), followed by the
+    component for every component but a one-stretch curve's `P11` (e.g.
+    `"biaxial@1.5 P22"`, `"simple_shear P12"`): one-stretch data keep their
+    load-case names.
+    """
+    chosen = select(as_measurements(data), cases)
+    predicted = evaluate_measurements(model, chosen)
+    return {
+        curve_name(c): fit_metrics(chosen.stress[c.index], predicted[c.index]).r2
+        for c in chosen.curves()
+    }
+
+
+def curve_name(curve: Any) -> str:
+    """`"uniaxial"` for one-stretch `P11` curves, else `"<label> <component>"`."""
+    if curve.load_case in LOAD_CASES and curve.component == "P11":
+        return curve.label
+    return f"{curve.label} {curve.component}"
 
 
 def evaluate_cases(
@@ -271,32 +556,39 @@ def evaluate_cases(
     evaluations of different sizes reuse one compilation.
     """
     sizes = [len(s) for s in stretches]
-    total = sum(sizes)
-    padded = max(256, 1 << max(total - 1, 0).bit_length())
-    stretch = np.ones(padded)
-    index = np.zeros(padded, dtype=np.int32)
-    start = 0
-    for case, values, size in zip(cases, stretches, sizes, strict=True):
-        stretch[start : start + size] = values
-        index[start : start + size] = LOAD_CASES.index(
-            check_load_case(case, "evaluate_cases")
-        )
-        start += size
-    dtype = jnp.result_type(float)
-    out = np.asarray(
-        _predict_jit(model, jnp.asarray(index), jnp.asarray(stretch, dtype))
+    index = np.concatenate(
+        [
+            np.full(n, LOAD_CASES.index(check_load_case(c, "evaluate_cases")), np.int32)
+            for c, n in zip(cases, sizes, strict=True)
+        ]
+        or [np.zeros(0, np.int32)]
     )
-    return list(np.split(out[:total], np.cumsum(sizes)[:-1]))
+    stretch = np.concatenate([np.asarray(s, np.float64) for s in stretches] or [[]])
+    out = evaluate_stress(model, index, stretch)
+    return list(np.split(out, np.cumsum(sizes)[:-1]))
 
 
 def _train_r2(model, curves, cases) -> dict[str, float]:
-    predicted = evaluate_cases(
-        finalize(model), cases, [curves[c].stretch for c in cases]
-    )
-    return {
-        case: fit_metrics(curves[case].stress, p).r2
-        for case, p in zip(cases, predicted, strict=True)
-    }
+    return curve_r2(finalize(model), curves, cases)
+
+
+@eqx.filter_jit
+def _refine_members(ensemble: Any, data: Any, max_steps: int) -> Any:
+    """Levenberg–Marquardt on every member of an ensemble (one compiled solve)."""
+    return eqx.filter_vmap(
+        lambda model: refine_least_squares(model, residuals, data, max_steps=max_steps)
+    )(ensemble)
+
+
+@eqx.filter_jit
+def _fit_baseline_members(ensemble: Any, data: Any, max_steps: int) -> Any:
+    """Least-squares fits of a baseline from every member's starting point."""
+
+    def fit(model):
+        model = solve_linear_parameters(model, residuals, data, linear_parameters)
+        return refine_least_squares(model, residuals, data, max_steps=max_steps)
+
+    return eqx.filter_vmap(fit)(ensemble)
 
 
 def train_seeds(
@@ -310,6 +602,7 @@ def train_seeds(
     batch_size: int,
     log_every: int = 100,
     verbose: int = 2,
+    refine_steps: int = 0,
 ) -> list[tuple[Any, History | None, float]]:
     """Train one model per seed, all seeds together; the only loop over seeds.
 
@@ -318,7 +611,13 @@ def train_seeds(
     `jr.fold_in(base_key, s)`; the batch orders come from
     `jr.fold_in(base_key, 10_000 + seeds[0])`, split over the seeds. The
     logged `"loss"` is the loss of each member on all of `data` (not on a
-    batch).
+    batch). With `steps=0` there is no Adam phase (the history starts with
+    the initial loss). With `refine_steps > 0`, every member is then refined
+    by at most
+    that many Levenberg–Marquardt steps on the residual vector
+    ([`refine_least_squares`][klax.mechanics.refine_least_squares]; never
+    worse, constraints kept), and its history gets one more entry, at step
+    `steps + refine_steps`, with the refined loss.
 
     **Returns:** one `(model, history, final_loss)` per seed, in order; each
     history holds that seed's `"loss"` curve.
@@ -330,33 +629,88 @@ def train_seeds(
         lambda context: full_loss(context.state.model)
     )
     keys = jnp.stack([jr.fold_in(base_key, s) for s in seeds])
-    ensemble = eqx.filter_jit(eqx.filter_vmap(make_model))(keys)
-    ensemble, history = fit_ensemble(
-        ensemble,
-        full,
-        batch_size=min(batch_size, len(data.stretch)),
-        steps=steps,
-        loss=stress_loss,
-        optimizer=_adam(float(learning_rate)),
-        metrics=[loss_metric],
-        log_every=log_every,
-        verbose=verbose,
-        key=jr.fold_in(base_key, 10_000 + seeds[0]),
-    )
-    losses = np.asarray(full_loss(ensemble))
+    if steps > 0:
+        ensemble = eqx.filter_jit(eqx.filter_vmap(make_model))(keys)
+        ensemble, history = fit_ensemble(
+            ensemble,
+            full,
+            batch_size=min(batch_size, len(data.stretch)),
+            steps=steps,
+            loss=stress_loss,
+            optimizer=_adam(float(learning_rate)),
+            metrics=[loss_metric],
+            log_every=log_every,
+            verbose=verbose,
+            key=jr.fold_in(base_key, 10_000 + seeds[0]),
+        )
+    else:
+        # No Adam: the least-squares solve starts from the initialisation
+        # (built one by one: cheaper than compiling a vmapped construction).
+        ensemble = stack_ensemble([make_model(k) for k in keys])
+        history = History(content={"loss": ([0], [np.asarray(full_loss(ensemble))])})
     steps_logged, values = history["loss"] if history is not None else ([], [])
+    steps_logged, values = list(steps_logged), [np.asarray(v) for v in values]
+    if refine_steps > 0:
+        refined = _refine_members(ensemble, full, int(refine_steps))
+        ensemble = refined.model
+        n = len(data.stretch)
+        steps_logged.append(steps + int(refine_steps))
+        values.append(np.asarray(refined.loss) / n)
+    losses = np.asarray(full_loss(ensemble))
     results = []
     for i in range(len(seeds)):
         member = ensemble_member(ensemble, i)
-        curve = [float(np.asarray(v)[i]) for v in values]
+        curve = [float(v[i]) for v in values]
         member_history = History(content={"loss": (list(steps_logged), curve)})
         results.append((member, member_history, float(losses[i])))
     return results
 
 
+def fit_baseline(
+    config: Mapping[str, Any],
+    data: StressData,
+    seeds: Sequence[int],
+    *,
+    base_key: PRNGKeyArray,
+    max_steps: int = 200,
+) -> list[tuple[Any, History, float]]:
+    """Least-squares fits of a classical baseline, one per starting point.
+
+    Seed `s` starts from `build_model(config, key=jr.fold_in(base_key, s))`
+    (a different starting point per seed); the moduli are first solved
+    exactly by linear least squares for the starting exponents, then all
+    constants by Levenberg–Marquardt (at most `max_steps` steps) on the
+    residual vector of the loss.
+
+    **Returns:** one `(model, history, final_loss)` per seed, in order; the
+    history holds the loss at the start (step 0) and at the end (step
+    `max_steps`).
+    """
+    if config["model"] == "pann":
+        raise ValueError("`fit_baseline` fits the classical baselines, not 'pann'.")
+    full = tuple(jnp.asarray(a) for a in data)
+    starts = [build_model(config, key=jr.fold_in(base_key, s)) for s in seeds]
+    ensemble = stack_ensemble(starts)
+    out = _fit_baseline_members(ensemble, full, int(max_steps))
+    n = len(data.stretch)
+    start_loss = np.asarray(
+        eqx.filter_vmap(lambda m: stress_loss(m, full, None))(ensemble)
+    )
+    final = np.asarray(out.loss) / n
+    results = []
+    for i in range(len(seeds)):
+        history = History(
+            content={
+                "loss": ([0, int(max_steps)], [float(start_loss[i]), float(final[i])])
+            }
+        )
+        results.append((ensemble_member(out.model, i), history, float(final[i])))
+    return results
+
+
 def calibrate_seeds(
     config: Mapping[str, Any],
-    curves: Mapping[str, LoadCurve],
+    curves: "Measurements | Mapping[str, LoadCurve]",
     *,
     train_cases: Sequence[str],
     seeds: int,
@@ -369,65 +723,101 @@ def calibrate_seeds(
     verbose: int = 2,
     collapse_r2: float = 0.95,
     max_restarts: int = 2,
+    refine_steps: int = 1000,
     report: Callable[[str], None] = print,
 ) -> tuple[SeedResult, list[SeedResult]]:
-    """Train `seeds` restarts, restart collapsed PANN seeds, keep the best.
+    """Calibrate `seeds` restarts, retrain collapsed PANN seeds, keep the best.
 
-    A PANN seed counts as collapsed when all its hidden-to-output weights are
-    (near) zero or its training R² of some case is below `collapse_r2`; it
-    is retrained from the next unused seed, for at most `max_restarts`
-    rounds. The kept model has the lowest full-data training loss among the
-    non-collapsed seeds (among all, if every seed collapsed).
+    PANN: Adam for `steps` steps on all seeds together (`0`: none), then at
+    most `refine_steps` Levenberg–Marquardt steps per seed (`0`: none). A seed
+    counts as collapsed only when all its hidden-to-output weights died (a
+    structural failure that more training cannot undo); it is retrained from
+    the next unused seed, for at most `max_restarts` rounds. A seed that
+    merely fits worse is not collapsed and is not retrained: it just is not
+    kept.
+
+    Baselines (`"neo-hooke"`, `"mooney-rivlin"`, `"ogden3"`): least-squares fits
+    from `seeds` different starting points
+    ([`fit_baseline`][klax.mechanics.fit_baseline]; `steps`, `learning_rate`
+    and `batch_size` are not used).
+
+    The kept model has the lowest full-data training loss among the
+    non-collapsed seeds (among all, if every seed collapsed). If even the kept
+    model fits some training case with R² below `collapse_r2`, `report` gets
+    a warning: restarts do not help then, the data or the model choice
+    should be checked.
 
     **Returns:** `(best, all_results)`.
     """
     data = stress_data(curves, train_cases, loss)
     base_key = jr.key(base_seed)
+    is_pann = config["model"] == "pann"
 
-    # One compiled construction, reused by every seed.
-    make = eqx.filter_jit(lambda key: build_model(config, key=key))
+    def results_of(seed_list, trained):
+        out = []
+        for s, (m, h, value) in zip(seed_list, trained, strict=True):
+            dead = is_pann and output_weights_dead(finalize(m))
+            r2 = _train_r2(m, curves, train_cases)
+            out.append(SeedResult(s, m, h, value, r2, dead))
+        return out
 
-    def run(seed_list):
-        trained = train_seeds(
-            make,
-            data,
-            seed_list,
-            base_key=base_key,
-            steps=steps,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            log_every=log_every,
-            verbose=verbose,
+    if not is_pann:
+        seed_list = list(range(seeds))
+        trained = fit_baseline(
+            config, data, seed_list, base_key=base_key, max_steps=max(refine_steps, 200)
         )
-        return [
-            SeedResult(s, m, h, value, _train_r2(m, curves, train_cases))
-            for s, (m, h, value) in zip(seed_list, trained, strict=True)
-        ]
+        results = results_of(seed_list, trained)
+    else:
+        # With Adam: one compiled (vmapped) construction, reused by every seed;
+        # without, an eager one per seed is cheaper than compiling.
+        def make(key):
+            return build_model(config, key=key)
 
-    def collapsed(result: SeedResult) -> bool:
-        if config["model"] != "pann":
-            return False
-        worst = min(result.train_r2.values())
-        return output_weights_dead(finalize(result.model)) or not worst >= collapse_r2
+        if steps > 0:
+            make = eqx.filter_jit(make)
 
-    results = run(list(range(seeds)))
-    next_seed = seeds
-    pending = results
-    for _ in range(max_restarts):
-        bad = [r for r in pending if collapsed(r)]
-        if not bad:
-            break
-        fresh = list(range(next_seed, next_seed + len(bad)))
-        next_seed += len(bad)
-        for r, s in zip(bad, fresh, strict=True):
-            report(
-                f"seed {r.seed} collapsed (worst training R² "
-                f"{min(r.train_r2.values()):.3f}); restarting as seed {s}"
+        def run(seed_list):
+            trained = train_seeds(
+                make,
+                data,
+                seed_list,
+                base_key=base_key,
+                steps=steps,
+                learning_rate=learning_rate,
+                batch_size=batch_size,
+                log_every=log_every,
+                verbose=verbose,
+                refine_steps=refine_steps,
             )
-        pending = run(fresh)
-        results = results + pending
-    good = [r for r in results if not collapsed(r)] or results
+            return results_of(seed_list, trained)
+
+        results = run(list(range(seeds)))
+        next_seed = seeds
+        pending = results
+        for _ in range(max_restarts):
+            bad = [r for r in pending if r.collapsed]
+            if not bad:
+                break
+            fresh = list(range(next_seed, next_seed + len(bad)))
+            next_seed += len(bad)
+            for r, s in zip(bad, fresh, strict=True):
+                report(
+                    f"seed {r.seed} collapsed (every hidden-to-output weight is "
+                    f"zero); restarting as seed {s}"
+                )
+            pending = run(fresh)
+            results = results + pending
+    good = [r for r in results if not r.collapsed] or results
     best = min(good, key=lambda r: r.loss if np.isfinite(r.loss) else np.inf)
+    if best.train_r2:
+        case, worst = min(best.train_r2.items(), key=lambda item: item[1])
+        if not worst >= collapse_r2:
+            report(
+                f"warning: the best of {len(results)} seeds fits {case} with "
+                f"training R² {worst:.3f} only; more seeds will not help: check "
+                "the data (signs, units, the point at zero stretch) and the "
+                "model choice"
+            )
     return best, results
 
 
@@ -520,3 +910,40 @@ def load_model(directory: str | pathlib.Path) -> Any:
 def model_case_stress(model: Callable, case: str, stretch: np.ndarray) -> np.ndarray:
     """`P11` of a finalised incompressible potential along one load case."""
     return evaluate_cases(model, [case], [np.asarray(stretch, dtype=np.float64)])[0]
+
+
+def model_curve_stress(
+    model: Callable,
+    load_case: str,
+    component: str,
+    sweep: np.ndarray,
+    stretch_1: float | None = None,
+) -> np.ndarray:
+    """One stress component of a finalised incompressible potential along a curve.
+
+    **Arguments:**
+
+    - `model`: the potential.
+    - `load_case`: a name in `ALL_LOAD_CASES`.
+    - `component`: `"P11"`, `"P22"` or `"P12"`.
+    - `sweep`: the swept deformation: `λ`, `λ2` (biaxial, at the held
+      `stretch_1`) or `γ` (simple shear).
+    - `stretch_1`: the held `λ1` of a biaxial curve.
+
+    **Returns:** the stresses in MPa, float64, the shape of `sweep`.
+    """
+    sweep = np.asarray(sweep, dtype=np.float64)
+    case = ALL_LOAD_CASES.index(load_case)
+    if load_case == "biaxial":
+        if stretch_1 is None:
+            raise ValueError("`model_curve_stress`: a biaxial curve needs stretch_1.")
+        first, second = np.full_like(sweep, stretch_1), sweep
+    else:
+        first, second = sweep, np.ones_like(sweep)
+    return evaluate_stress(
+        model,
+        np.full(sweep.shape, case, np.int32),
+        first,
+        second,
+        np.full(sweep.shape, STRESS_COMPONENTS.index(component), np.int32),
+    )
