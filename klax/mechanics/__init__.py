@@ -20,6 +20,19 @@ from ._calibration import (
     stress_loss as stress_loss,
     train_seeds as train_seeds,
 )
+from ._cann import (
+    CANN as CANN,
+    BoundedWeights as BoundedWeights,
+    CANNTerm as CANNTerm,
+    CompressibleCANN as CompressibleCANN,
+    SparseAdamState as SparseAdamState,
+    SparseWeights as SparseWeights,
+    active_terms as active_terms,
+    cann_terms as cann_terms,
+    prox_lp as prox_lp,
+    sparse_adam as sparse_adam,
+    with_strength as with_strength,
+)
 from ._data import (
     DataError as DataError,
     FitMetrics as FitMetrics,
@@ -27,6 +40,24 @@ from ._data import (
     fit_metrics as fit_metrics,
     parse_curves as parse_curves,
     read_curves as read_curves,
+)
+from ._discovery import (
+    DiscoveredLaw as DiscoveredLaw,
+    LawTerm as LawTerm,
+    RegularisationPath as RegularisationPath,
+    data_energy_scale as data_energy_scale,
+    discovered_law as discovered_law,
+    format_path_table as format_path_table,
+    largest_strength as largest_strength,
+    law_from_json as law_from_json,
+    parse_formula as parse_formula,
+    path_strengths as path_strengths,
+    path_table as path_table,
+    polish as polish,
+    regularisation_path as regularisation_path,
+    select_member as select_member,
+    stress_residuals as stress_residuals,
+    term_label as term_label,
 )
 from ._kinematics import (
     cofactor as cofactor,
