@@ -31,7 +31,7 @@ from ._loadcases import LOAD_CASES, check_load_case
 from ._networks import reparametrize_nonnegative
 from ._potentials import IncompressiblePANN
 
-MODEL_NAMES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3")
+MODEL_NAMES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3", "cann")
 LOSS_NAMES = ("mse", "mse-per-case", "relative")
 FORMAT = "klax.mechanics.calibrated-model/1"
 
@@ -195,9 +195,15 @@ def build_model(config: Mapping[str, Any], *, key: PRNGKeyArray) -> eqx.Module:
     Keys read: `model` (one of `MODEL_NAMES`) and, for `"pann"`,
     `width_sizes`, `invariants`, `input_scale`, `floor` and `positivity`
     (`"clamp"`: `klax.NonNegative` projection, `"softplus"`: positive
-    reparametrisation).
+    reparametrisation); for `"cann"`, `terms` (a list of `[invariant, power,
+    activation]`), `invariants`, `input_scale`, `energy_scale` and
+    `log_limit` (see [`CANN`][klax.mechanics.CANN]).
     """
     name = config["model"]
+    if name == "cann":
+        from ._cann import cann_config_model
+
+        return cann_config_model(config, key=key)
     if name == "pann":
         model = IncompressiblePANN(
             tuple(config["width_sizes"]),

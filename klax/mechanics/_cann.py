@@ -218,7 +218,9 @@ class BoundedWeights(Constraint):
         return self.parameter
 
     def apply(self) -> "BoundedWeights":
-        upper = jnp.asarray(self.upper, self.parameter.dtype)
+        upper = jnp.broadcast_to(
+            jnp.asarray(self.upper, self.parameter.dtype), self.parameter.shape
+        )
         clipped = jnp.clip(self.parameter, 0.0, upper)
         return eqx.tree_at(lambda s: s.parameter, self, clipped)
 
@@ -708,3 +710,29 @@ class CompressibleCANN(eqx.Module):
         iso = self.energy_scale * _term_sum(self.terms, weights, inner, x)
         kappa = jnp.asarray(self.bulk_modulus)
         return iso + 0.5 * kappa * (J - 1.0) ** 2
+
+
+def cann_config_model(config: Any, *, key: PRNGKeyArray) -> CANN:
+    """The CANN described by a calibration config (`model == "cann"`), for
+    [`build_model`][klax.mechanics.build_model]."""
+    terms = config.get("terms")
+    return CANN(
+        None if terms is None else [CANNTerm(*t) for t in terms],
+        config.get("invariants", "isochoric"),
+        input_scale=tuple(config.get("input_scale", (1.0, 1.0))),
+        energy_scale=config.get("energy_scale", 1.0),
+        log_limit=config.get("log_limit", 1.25),
+        key=key,
+    )
+
+
+def cann_config(model: CANN) -> dict[str, Any]:
+    """The calibration config of a CANN (the inverse of `build_model`)."""
+    return {
+        "model": "cann",
+        "terms": [list(t) for t in model.terms],
+        "invariants": model.invariants,
+        "input_scale": list(model.input_scale),
+        "energy_scale": model.energy_scale,
+        "log_limit": model.log_limit,
+    }

@@ -329,7 +329,8 @@ def select_member(
     the best R² that any member of the path reaches on it. A member is
     eligible when its R² on every curve is within `tolerance` of that best
     and finite. Among the eligible members the one with the fewest active
-    terms is selected; ties go to the higher worst-curve R².
+    terms is selected; ties go to the higher worst-curve R². If no member is
+    eligible, the one with the highest worst-curve R² is returned.
 
     **Returns:** the index of the selected row.
     """
@@ -345,8 +346,8 @@ def select_member(
     best = r2.max(axis=0)
     eligible = np.all(r2 >= best - tolerance, axis=1)
     eligible &= np.array([r["active"] > 0 for r in rows])
-    if not eligible.any():
-        eligible = np.isfinite(r2.min(axis=1))
+    if not eligible.any():  # nobody is close to the best everywhere
+        return int(np.argmax(r2.min(axis=1)))
     candidates = np.flatnonzero(eligible)
     order = sorted(candidates, key=lambda i: (rows[i]["active"], -r2[i].min()))
     return int(order[0])
