@@ -86,7 +86,7 @@ def synthetic_curves():
 
 # %%
 def main(quick: bool, out: pathlib.Path | None) -> None:
-    steps, n_strengths = (400, 6) if quick else (5000, 16)
+    steps, n_strengths = (200, 5) if quick else (5000, 16)
     treloar = km.read_curves()
     path, polished, rows, chosen = discover(treloar, steps, n_strengths, jr.key(0))
     print(km.format_path_table(rows))

@@ -28,6 +28,7 @@ from ._cann import (
     SparseAdamState as SparseAdamState,
     SparseWeights as SparseWeights,
     active_terms as active_terms,
+    cann_config as cann_config,
     cann_terms as cann_terms,
     prox_lp as prox_lp,
     sparse_adam as sparse_adam,
