@@ -53,8 +53,8 @@ def test_parse_sorts_ignores_extra_columns_and_blank_lines():
     [
         ("load_case,stretch\nuniaxial,1.0\n", "missing column.*nominal_stress_MPa"),
         (
-            HEADER + "uniaxial,1.0,0.0\nbiaxial,1.2,0.1\n",
-            "row 3: unknown load case 'biaxial'",
+            HEADER + "uniaxial,1.0,0.0\ntorsion,1.2,0.1\n",
+            "row 3: unknown load case 'torsion'",
         ),
         (
             HEADER + "uniaxial,1.0,0.0\nuniaxial,-1.2,0.1\n",
@@ -104,12 +104,18 @@ def test_stress_data_weights():
     curves = km.read_curves()
     cases = ["uniaxial", "equibiaxial"]
     mse = km.stress_data(curves, cases, "mse")
-    assert mse.stretch.shape == (42,) and np.all(mse.weight == 1.0)
+    # Weights 1/s² with s the RMS stress: a dimensionless loss.
+    scale = np.sqrt(np.mean(mse.stress**2))
+    assert km.stress_scale(mse) == pytest.approx(scale, rel=1e-15)
+    assert mse.stretch.shape == (42,)
+    np.testing.assert_allclose(mse.weight, scale**-2.0, rtol=1e-14)
+    np.testing.assert_array_equal(mse.component, 0)
+    np.testing.assert_array_equal(mse.stretch_2, 1.0)
     np.testing.assert_array_equal(mse.case_index[:25], 0)
     np.testing.assert_array_equal(mse.case_index[25:], 1)
     per_case = km.stress_data(curves, cases, "mse-per-case")
     np.testing.assert_allclose(per_case.weight[:25].sum(), per_case.weight[25:].sum())
-    np.testing.assert_allclose(per_case.weight.mean(), 1.0)
+    np.testing.assert_allclose(per_case.weight.mean(), scale**-2.0)
     relative = km.stress_data(curves, cases, "relative")
     assert np.all(np.isfinite(relative.weight)) and np.all(relative.weight > 0)
     big = relative.stress[:25] > 1.0
@@ -148,12 +154,16 @@ def test_stress_loss_value_and_gradient():
     curves = km.read_curves()
     data = km.stress_data(curves, ["uniaxial"], "mse")
     model = km.NeoHooke(0.4)
-    batch = tuple(jnp.asarray(a) for a in data)
+    batch = tuple(jnp.asarray(a) for a in data[:4])  # the legacy 4-array batch
     value, grad = jax.jit(km.stress_loss.value_and_grad)(model, batch, None)
     lam, stress = data.stretch, data.stress
     predicted = 0.4 * (lam - lam**-2)
-    np.testing.assert_allclose(value, np.mean((predicted - stress) ** 2), rtol=1e-12)
-    expected = np.mean(2 * (predicted - stress) * (lam - lam**-2))
+    w = data.weight[0]
+    np.testing.assert_allclose(w, km.stress_scale(data) ** -2.0, rtol=1e-14)
+    np.testing.assert_allclose(
+        value, w * np.mean((predicted - stress) ** 2), rtol=1e-12
+    )
+    expected = w * np.mean(2 * (predicted - stress) * (lam - lam**-2))
     np.testing.assert_allclose(grad.mu, expected, rtol=1e-12)
 
 

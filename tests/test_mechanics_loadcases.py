@@ -232,3 +232,214 @@ def test_vectorised_shapes_and_jit_equals_eager():
     np.testing.assert_allclose(eager, jitted, atol=1e-15)
     scalar = km.isotropic_nominal_stress_11(nh.isotropic_energy, "pure_shear", 2.0)
     assert scalar.shape == ()
+
+
+# ------------------------------------------------------- biaxial and simple shear
+
+L1 = np.array([0.7, 0.9, 1.0, 1.5, 2.5, 1.2])
+L2 = np.array([1.3, 0.8, 1.0, 1.1, 0.6, 1.2])
+GAMMAS = np.array([-0.4, 0.0, 0.1, 0.5, 2.0])
+
+
+def _pann():
+    import jax.random as jr
+
+    import klax
+
+    return klax.finalize(
+        km.IncompressiblePANN([4, 3], input_scale=(5.0, 50.0), key=jr.key(1))
+    )
+
+
+def test_biaxial_closed_forms_and_ad():
+    l3 = 1 / (L1 * L2)
+    mr, og, pann = km.MooneyRivlin(0.3, 0.05), km.Ogden(*OGDEN), _pann()
+    stresses = jax.jit(
+        lambda a, b: (
+            km.biaxial_nominal_stress(mr, a, b),
+            km.isotropic_biaxial_nominal_stress(mr.isotropic_energy, a, b),
+            km.biaxial_nominal_stress(og, a, b),
+            km.biaxial_nominal_stress(pann, a, b),
+            km.isotropic_biaxial_nominal_stress(pann.isotropic_energy, a, b),
+        )
+    )
+    mr_ad, mr_closed, og_ad, pann_ad, pann_closed = stresses(L1, L2)
+    # Spec (f): P11 = 2(λ1 − λ3²/λ1)(W1 + λ2² W2), P22 likewise.
+    expected = (
+        2 * (L1 - l3**2 / L1) * (0.3 + L2**2 * 0.05),
+        2 * (L2 - l3**2 / L2) * (0.3 + L1**2 * 0.05),
+    )
+    for got in (mr_ad, mr_closed):
+        np.testing.assert_allclose(got, expected, atol=1e-12)
+    # Ogden: P_i = Σ μ (λ_i^(α-1) - λ3^α / λ_i).
+    mu, alpha = OGDEN
+    for i, lam in enumerate((L1, L2)):
+        ogden = sum(
+            m * (lam ** (a - 1) - l3**a / lam) for m, a in zip(mu, alpha, strict=True)
+        )
+        np.testing.assert_allclose(og_ad[i], ogden, atol=1e-12)
+    np.testing.assert_allclose(pann_ad, pann_closed, rtol=1e-10, atol=1e-12)
+    # Compression (both stretches < 1) gives compressive stresses.
+    assert mr_ad[0][1] < 0 and mr_ad[1][1] < 0
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_biaxial_reduces_to_the_one_stretch_cases(name):
+    model = BASELINES[name]()
+    lam = jnp.asarray(LAMBDAS)
+
+    @jax.jit
+    def both(lam):
+        return (
+            km.biaxial_nominal_stress(model, lam, lam**-0.5),
+            km.biaxial_nominal_stress(model, lam, lam),
+            km.biaxial_nominal_stress(model, lam, jnp.ones_like(lam)),
+            [km.nominal_stress(model, c, lam) for c in km.LOAD_CASES],
+        )
+
+    ut, et, ps, classic = both(lam)
+    for got, want in zip((ut, et, ps), classic, strict=True):
+        np.testing.assert_allclose(got[0], want[0], atol=1e-12)
+        np.testing.assert_allclose(got[1], want[1], atol=1e-12)
+    np.testing.assert_allclose(ut[1], 0.0, atol=1e-12)  # λ2 = λ1^(-1/2): P22 = 0
+
+
+def test_simple_shear_closed_form_and_ad():
+    mr, pann, og = km.MooneyRivlin(0.3, 0.05), _pann(), km.Ogden(*OGDEN)
+    g = jnp.asarray(GAMMAS)
+    mr_ad, mr_closed, pann_ad, pann_closed, og_ad = jax.jit(
+        lambda g: (
+            km.simple_shear_nominal_stress(mr, g),
+            km.isotropic_simple_shear_nominal_stress(mr.isotropic_energy, g),
+            km.simple_shear_nominal_stress(pann, g),
+            km.isotropic_simple_shear_nominal_stress(pann.isotropic_energy, g),
+            km.simple_shear_nominal_stress(og, g),
+        )
+    )(g)
+    # P12 = 2γ(W1 + W2), P11 = P22 = -2γ² W2 (σ33 = 0).
+    expected = (-2 * GAMMAS**2 * 0.05, -2 * GAMMAS**2 * 0.05, 2 * GAMMAS * 0.35)
+    for got in (mr_ad, mr_closed):
+        np.testing.assert_allclose(got, expected, atol=1e-12)
+    np.testing.assert_allclose(pann_ad, pann_closed, rtol=1e-10, atol=1e-12)
+    # Ogden (no invariant form): P12 against the principal-stretch formula.
+    # In simple shear the principal stretches are λ± = sqrt(1 + γ²/4) ± γ/2 and
+    # the shear stress is σ12 = (τ1 − τ2) sin 2θ / 2 with tan 2θ = 2/γ.
+    lp = np.sqrt(1 + GAMMAS**2 / 4) + GAMMAS / 2
+    lm = 1 / lp
+    mu, alpha = OGDEN
+    tau = [sum(m * x**a for m, a in zip(mu, alpha, strict=True)) for x in (lp, lm)]
+    sin2 = 2 / np.sqrt(4 + GAMMAS**2)
+    np.testing.assert_allclose(og_ad[2], (tau[0] - tau[1]) * sin2 / 2, atol=1e-10)
+    F = km.simple_shear(g)
+    assert F.shape == (5, 3, 3)
+    np.testing.assert_allclose(jnp.linalg.det(F), 1.0, atol=1e-14)
+
+
+def test_simple_shear_stress_is_pressure_independent():
+    """P = ∂W/∂F − p F⁻ᵀ: P12 is the same for every pressure p."""
+    pann = _pann()
+    for gamma in (0.3, -1.2):
+        F = km.simple_shear(gamma)
+        G = km.first_piola(pann, F)
+        F_inv_T = jnp.linalg.inv(F).T
+        P12 = [float((G - p * F_inv_T)[0, 1]) for p in (-3.0, 0.0, 0.7, 40.0)]
+        np.testing.assert_allclose(P12, P12[0], atol=1e-14)
+        _, _, shear = km.simple_shear_nominal_stress(pann, gamma)
+        np.testing.assert_allclose(shear, P12[0], atol=1e-13)
+        # With the pressure of σ33 = 0 the Cauchy stress has σ33 = 0.
+        P11, P22, _ = km.simple_shear_nominal_stress(pann, gamma)
+        p = G[2, 2]
+        sigma = (G - p * F_inv_T) @ F.T
+        np.testing.assert_allclose(sigma[2, 2], 0.0, atol=1e-13)
+        np.testing.assert_allclose(sigma, sigma.T, atol=1e-13)
+        np.testing.assert_allclose(
+            [P11, P22], [sigma[0, 0] - gamma * sigma[0, 1], sigma[1, 1]], atol=1e-12
+        )
+
+
+def test_small_strain_slopes_of_biaxial_and_shear():
+    """dP11/dλ1 = 4μ0, dP11/dλ2 = 2μ0 (biaxial) and dP12/dγ = μ0 at the reference."""
+    model = km.Ogden(*OGDEN)
+    mu0 = float(model.initial_shear_modulus())
+    slopes = jax.jit(
+        lambda: (
+            jax.grad(lambda a: km.biaxial_nominal_stress(model, a, 1.0)[0])(1.0),
+            jax.grad(lambda b: km.biaxial_nominal_stress(model, 1.0, b)[0])(1.0),
+            jax.grad(lambda g: km.simple_shear_nominal_stress(model, g)[2])(0.0),
+        )
+    )()
+    np.testing.assert_allclose(slopes, [4 * mu0, 2 * mu0, mu0], rtol=1e-9)
+
+
+def test_compression_of_the_one_stretch_cases():
+    lam = jnp.array([0.5, 0.7, 0.95])
+    pann = _pann()
+    for case in km.LOAD_CASES:
+        p11 = jax.jit(lambda l, c=case: km.nominal_stress_11(pann, c, l))(lam)
+        assert bool(jnp.all(p11 < 0)), case
+
+
+def test_compressible_biaxial_and_shear_converge_to_incompressible():
+    mr = km.MooneyRivlin(0.3, 0.05)
+    a, b, g = (
+        jnp.array([0.8, 1.5, 2.0]),
+        jnp.array([1.1, 0.9, 1.5]),
+        jnp.array([-0.3, 0.2, 1.0]),
+    )
+    incompressible = (
+        km.biaxial_nominal_stress(mr, a, b),
+        km.simple_shear_nominal_stress(mr, g),
+    )
+    errors = []
+    for kappa in (1e2, 1e4):
+        W = km.VolumetricPenalty(mr, kappa)
+        biax, shear = (
+            km.compressible_biaxial(W, a, b),
+            km.compressible_simple_shear(W, g),
+        )
+        assert bool(jnp.all(biax.converged)) and bool(jnp.all(shear.converged))
+        # The thickness direction is traction-free.
+        F = jax.vmap(km.stretches_to_F)(*biax.stretches)
+        np.testing.assert_allclose(
+            jax.vmap(lambda F: km.first_piola(W, F))(F)[:, 2, 2], 0.0, atol=1e-9
+        )
+        Fs = km.simple_shear(g).at[:, 2, 2].set(shear.stretches[2])
+        Ps = jax.vmap(lambda F: km.first_piola(W, F))(Fs)
+        np.testing.assert_allclose(Ps[:, 2, 2], 0.0, atol=1e-9)
+        np.testing.assert_allclose(Ps[:, 0, 1], shear.P12, rtol=1e-12)
+        np.testing.assert_allclose(biax.P12, 0.0)
+        errors.append(
+            max(
+                float(jnp.max(jnp.abs(biax.P11 - incompressible[0][0]))),
+                float(jnp.max(jnp.abs(biax.P22 - incompressible[0][1]))),
+                float(jnp.max(jnp.abs(shear.P12 - incompressible[1][2]))),
+                float(jnp.max(jnp.abs(shear.P22 - incompressible[1][1]))),
+            )
+        )
+    assert errors[1] < errors[0] / 50 and errors[1] < 1e-2
+
+
+def test_compressible_shear_gradient_through_the_root_find():
+    def p12(kappa):
+        W = km.VolumetricPenalty(km.MooneyRivlin(0.3, 0.05), kappa)
+        return km.compressible_simple_shear(W, jnp.array(0.8)).P22
+
+    value_and_grad = jax.jit(jax.value_and_grad(p12))
+    _, grad = value_and_grad(jnp.array(5.0))
+    h = 1e-5
+    plus, minus = (value_and_grad(jnp.array(5.0 + d))[0] for d in (h, -h))
+    np.testing.assert_allclose(grad, (plus - minus) / (2 * h), rtol=1e-6)
+    assert abs(float(grad)) > 1e-6  # the normal stress does depend on κ
+
+
+def test_general_load_case_errors():
+    nh = km.NeoHooke(0.4)
+    with pytest.raises(Exception, match="positive stretches"):
+        km.biaxial(1.0, jnp.array([1.0, 0.0]))
+    with pytest.raises(TypeError, match="expects a potential W"):
+        km.simple_shear_nominal_stress(3.0, 0.1)  # pyright: ignore[reportArgumentType]
+    assert km.ALL_LOAD_CASES[:3] == km.LOAD_CASES
+    assert km.biaxial_nominal_stress(nh, jnp.ones((2, 1)), jnp.ones(3))[0].shape == (
+        2,
+        3,
+    )

@@ -12,12 +12,16 @@ from ._calibration import (
     StressLoss as StressLoss,
     build_model as build_model,
     calibrate_seeds as calibrate_seeds,
+    curve_r2 as curve_r2,
     invariant_scales as invariant_scales,
     load_model as load_model,
     predict_nominal_stress_11 as predict_nominal_stress_11,
+    predict_stress as predict_stress,
+    residuals as residuals,
     save_model as save_model,
     stress_data as stress_data,
     stress_loss as stress_loss,
+    stress_scale as stress_scale,
     train_seeds as train_seeds,
 )
 from ._cann import (
@@ -35,12 +39,18 @@ from ._cann import (
     with_strength as with_strength,
 )
 from ._data import (
+    Curve as Curve,
     DataError as DataError,
     FitMetrics as FitMetrics,
     LoadCurve as LoadCurve,
+    Measurements as Measurements,
+    concatenate_measurements as concatenate_measurements,
     fit_metrics as fit_metrics,
     parse_curves as parse_curves,
+    parse_measurements as parse_measurements,
+    parse_selection as parse_selection,
     read_curves as read_curves,
+    read_measurements as read_measurements,
 )
 from ._discovery import (
     DiscoveredLaw as DiscoveredLaw,
@@ -72,15 +82,25 @@ from ._kinematics import (
     transverse_invariants as transverse_invariants,
 )
 from ._loadcases import (
+    ALL_LOAD_CASES as ALL_LOAD_CASES,
     LOAD_CASES as LOAD_CASES,
+    STRESS_COMPONENTS as STRESS_COMPONENTS,
     CompressibleLoadCase as CompressibleLoadCase,
+    biaxial as biaxial,
+    biaxial_nominal_stress as biaxial_nominal_stress,
+    compressible_biaxial as compressible_biaxial,
     compressible_load_case as compressible_load_case,
+    compressible_simple_shear as compressible_simple_shear,
     equibiaxial as equibiaxial,
+    isotropic_biaxial_nominal_stress as isotropic_biaxial_nominal_stress,
     isotropic_nominal_stress_11 as isotropic_nominal_stress_11,
+    isotropic_simple_shear_nominal_stress as isotropic_simple_shear_nominal_stress,
     load_case_stretches as load_case_stretches,
     nominal_stress as nominal_stress,
     nominal_stress_11 as nominal_stress_11,
     pure_shear as pure_shear,
+    simple_shear as simple_shear,
+    simple_shear_nominal_stress as simple_shear_nominal_stress,
     stretches_to_F as stretches_to_F,
     uniaxial as uniaxial,
 )

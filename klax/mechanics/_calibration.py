@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._ensemble import ensemble_member, fit_ensemble
 from .._logging import History, metric
@@ -25,9 +25,24 @@ from .._losses import Loss
 from .._wrappers import finalize, unwrap
 from ..nn import InputSplitLinear
 from ._baselines import AbstractIsotropicPotential, MooneyRivlin, NeoHooke, Ogden
-from ._data import LoadCurve, fit_metrics
+from ._data import (
+    LoadCurve,
+    Measurements,
+    as_measurements,
+    fit_metrics,
+    select,
+    selection_mask,
+)
 from ._kinematics import REFERENCE_I2_POLYCONVEX
-from ._loadcases import LOAD_CASES, check_load_case
+from ._loadcases import (
+    ALL_LOAD_CASES,
+    LOAD_CASES,
+    STRESS_COMPONENTS,
+    _incompressible_point,
+    _isotropic_point,
+    case_deformation,
+    check_load_case,
+)
 from ._networks import reparametrize_nonnegative
 from ._potentials import IncompressiblePANN
 
@@ -40,36 +55,83 @@ FORMAT = "klax.mechanics.calibrated-model/1"
 # Nominal stress of any incompressible potential at mixed load cases
 
 
-def _case_stretches(case_index: Array, stretch: Array) -> tuple[Array, Array, Array]:
-    """Principal stretches for a load-case index (position in `LOAD_CASES`)."""
-    root = 1.0 / jnp.sqrt(stretch)
-    inverse = 1.0 / stretch
-    l2 = jnp.where(case_index == 0, root, jnp.where(case_index == 1, stretch, 1.0))
-    l3 = jnp.where(
-        case_index == 0, root, jnp.where(case_index == 1, inverse * inverse, inverse)
-    )
-    return stretch, l2.astype(stretch.dtype), l3.astype(stretch.dtype)
-
-
-def _p11_point(model: Callable, l1: Array, l2: Array, l3: Array) -> Array:
+def _stress_point(model: Callable, l1: Array, l2: Array, gamma: Array) -> Array:
+    """`(P11, P22, P12)` stacked, closed form for invariant potentials, else AD."""
     if isinstance(model, AbstractIsotropicPotential):
-        # Closed form: P11 = 2 (λ1 - λ3²/λ1)(W_1 + λ2² W_2).
-        a2, b2, c2 = l1 * l1, l2 * l2, l3 * l3
-        I1 = a2 + b2 + c2
-        I2 = a2 * b2 + b2 * c2 + a2 * c2
-        W1, W2 = jax.grad(model.isotropic_energy, (0, 1))(I1, I2)
-        return 2.0 * (l1 - c2 / l1) * (W1 + b2 * W2)
-    F = jnp.diag(jnp.stack([l1, l2, l3]))
-    G = jax.grad(model)(F)
-    return G[0, 0] - l3 / l1 * G[2, 2]
+        return jnp.stack(_isotropic_point(model.isotropic_energy, l1, l2, gamma))
+    return jnp.stack(_incompressible_point(model, l1, l2, gamma))
+
+
+def predict_stress(
+    model: Callable,
+    case_index: ArrayLike,
+    stretch: ArrayLike,
+    stretch_2: ArrayLike | None = None,
+    component: ArrayLike | None = None,
+) -> Array:
+    """Nominal stresses of an incompressible potential at points of any load case.
+
+    Every point has its own load case (`case_index`, a position in
+    `ALL_LOAD_CASES`), deformation (`stretch`: `λ`, `λ1` or `γ`;
+    `stretch_2`: `λ2` of biaxial points) and stress component (`component`,
+    a position in `STRESS_COMPONENTS`: `0` P11, `1` P22, `2` P12). The
+    pressure is eliminated from the traction-free thickness direction
+    (`σ33 = 0`). Potentials with an invariant form
+    ([`AbstractIsotropicPotential`][klax.mechanics.AbstractIsotropicPotential],
+    e.g. the PANN) use the closed form, others (Ogden) the AD path. Works
+    under `jax.jit`, `jax.vmap` and `jax.grad`.
+
+    **Arguments:**
+
+    - `model`: a finalised potential.
+    - `case_index`: int array of load-case positions.
+    - `stretch`: the first deformation parameter, same shape.
+    - `stretch_2`: `λ2` of biaxial points (ignored elsewhere); `None`: ones.
+    - `component`: int array of stress components; `None`: all `P11`.
+
+    **Returns:** the predicted stresses, the shape of `stretch`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from klax.mechanics import MooneyRivlin, predict_stress
+        >>> predict_stress(  # uniaxial P11 at λ = 2 and simple-shear P12 at γ = 0.5
+        ...     MooneyRivlin(0.2, 0.05),
+        ...     jnp.array([0, 4]),
+        ...     jnp.array([2.0, 0.5]),
+        ...     component=jnp.array([0, 2]),
+        ... )
+        Array([0.7875, 0.25  ], dtype=float32)
+    """
+    stretch = jnp.asarray(stretch)
+    if not jnp.issubdtype(stretch.dtype, jnp.inexact):
+        stretch = stretch.astype(jnp.result_type(float))
+    case_index = jnp.asarray(case_index)
+    stretch_2 = jnp.ones_like(stretch) if stretch_2 is None else jnp.asarray(stretch_2)
+    component = (
+        jnp.zeros(stretch.shape, jnp.int32)
+        if component is None
+        else jnp.asarray(component)
+    )
+    shapes = {a.shape for a in (case_index, stretch, stretch_2, component)}
+    if len(shapes) != 1:
+        raise ValueError(
+            "`predict_stress`: case_index, stretch, stretch_2 and component must "
+            f"have the same shape; got {sorted(shapes)}."
+        )
+    l1, l2, gamma = case_deformation(case_index, stretch, stretch_2)
+    flat = [a.reshape(-1) for a in (l1, l2, gamma)]
+    values = jax.vmap(lambda a, b, c: _stress_point(model, a, b, c))(*flat)
+    picked = jnp.take_along_axis(values, component.reshape(-1, 1), axis=1)
+    return picked.reshape(stretch.shape)
 
 
 def predict_nominal_stress_11(
     model: Callable, case_index: Array, stretch: Array
 ) -> Array:
-    """`P11` of an incompressible potential at points of mixed load cases.
+    """`P11` of an incompressible potential at points of mixed one-stretch load cases.
 
-    Potentials with an invariant form
+    [`predict_stress`][klax.mechanics.predict_stress] with every component
+    `P11`. Potentials with an invariant form
     ([`AbstractIsotropicPotential`][klax.mechanics.AbstractIsotropicPotential],
     e.g. the PANN) use the closed form; others (Ogden) the AD path.
 
@@ -89,69 +151,154 @@ def predict_nominal_stress_11(
             "`predict_nominal_stress_11`: case_index and stretch must have the same "
             f"shape; got {case_index.shape} and {stretch.shape}."
         )
-    l1, l2, l3 = _case_stretches(case_index, stretch)
-    flat = [s.reshape(-1) for s in (l1, l2, l3)]
-    values = jax.vmap(lambda a, b, c: _p11_point(model, a, b, c))(*flat)
-    return values.reshape(stretch.shape)
+    return predict_stress(model, case_index, stretch)
 
 
 class StressData(NamedTuple):
-    """Training points: stretch, load-case index, measured `P11`, loss weight."""
+    """Training observations: one measured stress component per entry.
 
-    stretch: np.ndarray
-    case_index: np.ndarray
-    stress: np.ndarray
-    weight: np.ndarray
+    `stretch` (`λ`, `λ1` of biaxial or `γ` of simple-shear points),
+    `case_index` (position in `ALL_LOAD_CASES`), `stress` (the measured value
+    in MPa), `weight` (the loss weight), `stretch_2` (`λ2` of biaxial points,
+    `1` elsewhere) and `component` (position in `STRESS_COMPONENTS`): NumPy
+    or JAX arrays of equal length. The last two may be `None` (all ones,
+    all `P11`): the one-stretch data of earlier versions.
+    """
+
+    stretch: Any
+    case_index: Any
+    stress: Any
+    weight: Any
+    stretch_2: Any = None
+    component: Any = None
+
+
+def stress_scale(data: "StressData | Measurements") -> float:
+    """The stress scale of data: the root mean square of the measured stresses, in MPa.
+
+    `stress_data` divides the weights of the `"mse"` and `"mse-per-case"`
+    losses by its square, which makes the loss dimensionless (the same for
+    data given in Pa, kPa or MPa). A useful starting magnitude for a model.
+    """
+    stress = np.asarray(data.stress, dtype=np.float64)
+    value = float(np.sqrt(np.mean(stress**2))) if stress.size else 0.0
+    return value if value > 0 else 1.0
 
 
 def stress_data(
-    curves: Mapping[str, LoadCurve], cases: Sequence[str], loss: str = "mse"
+    data: "Measurements | Mapping[str, LoadCurve]",
+    cases: Sequence[str] | None = None,
+    loss: str = "mse",
 ) -> StressData:
-    """Stack the points of `cases` into training arrays with per-point weights.
+    """Stack the observations of `cases` into training arrays with per-point weights.
 
     **Arguments:**
 
-    - `curves`: load curves by case name.
-    - `cases`: the cases to use.
-    - `loss`: `"mse"` (all points weigh 1), `"mse-per-case"` (every case weighs
+    - `data`: [`Measurements`][klax.mechanics.Measurements] (any mix of load
+      cases) or a dict of one-stretch [`LoadCurve`][klax.mechanics.LoadCurve]s.
+    - `cases`: the selection to use: load-case names, and `biaxial@λ1` for
+      the biaxial curves at one held stretch (see
+      [`parse_selection`][klax.mechanics.parse_selection]); `None`: all.
+    - `loss`: `"mse"` (all observations weigh the same), `"mse-per-case"`
+      (every curve, i.e. load case, held `λ1` and stress component, weighs
       the same in total) or `"relative"` (squared error relative to the
-      measured stress, floored at 5 % of the case's largest stress, so that
-      points at zero stress stay finite).
+      measured stress, floored at 5 % of the curve's largest stress, so that
+      points at zero stress stay finite). The `"mse"` weights are
+      `1/s²` and the `"mse-per-case"` weights average `1/s²`, with `s` the
+      [`stress_scale`][klax.mechanics.stress_scale] of the selected data: the
+      loss is dimensionless and does not depend on the unit of the data.
 
     **Returns:** a [`StressData`][klax.mechanics.StressData] of float64/int32
     NumPy arrays.
     """
     if loss not in LOSS_NAMES:
         raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}; got {loss!r}.")
-    parts = []
-    total = sum(len(curves[c].stretch) for c in cases)
-    for case in cases:
-        curve = curves[check_load_case(case, "stress_data")]
-        n = len(curve.stretch)
-        if loss == "mse":
-            weight = np.ones(n)
-        elif loss == "mse-per-case":
-            weight = np.full(n, total / (len(cases) * n))
-        else:
-            floor = 0.05 * max(float(np.max(np.abs(curve.stress))), 1e-12)
-            weight = 1.0 / np.maximum(np.abs(curve.stress), floor) ** 2
-        index = np.full(n, LOAD_CASES.index(case), dtype=np.int32)
-        parts.append((curve.stretch, index, curve.stress, weight))
-    return StressData(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
+    measured = as_measurements(data)
+    if cases is not None:
+        for entry in cases:
+            if entry.partition("@")[0] not in ALL_LOAD_CASES:
+                raise ValueError(
+                    f"`stress_data`: unknown load case {entry!r}; expected one of "
+                    f"{', '.join(ALL_LOAD_CASES)}."
+                )
+    chosen = select(measured, cases)
+    if chosen.size == 0:
+        raise ValueError(f"`stress_data`: no observations selected by {cases!r}.")
+    # Keep the order of `cases` (the order of the legacy one-stretch data).
+    if cases is not None:
+        order = np.concatenate(
+            [np.flatnonzero(selection_mask(chosen, [entry])) for entry in cases]
+        )
+        _, first = np.unique(order, return_index=True)
+        chosen = chosen.take(order[np.sort(first)])
+    n = chosen.size
+    curves = chosen.curves()
+    weight = np.ones(n)
+    if loss == "mse-per-case":
+        for curve in curves:
+            weight[curve.index] = n / (len(curves) * len(curve.index))
+    elif loss == "relative":
+        for curve in curves:
+            stress = chosen.stress[curve.index]
+            floor = 0.05 * max(float(np.max(np.abs(stress))), 1e-300)
+            weight[curve.index] = 1.0 / np.maximum(np.abs(stress), floor) ** 2
+    if loss != "relative":
+        weight = weight / stress_scale(chosen) ** 2
+    return StressData(
+        chosen.stretch.astype(np.float64),
+        chosen.case_index.astype(np.int32),
+        chosen.stress.astype(np.float64),
+        weight,
+        chosen.stretch_2.astype(np.float64),
+        chosen.component.astype(np.int32),
+    )
+
+
+def _batch_fields(batch: Any) -> tuple[Any, ...]:
+    fields = tuple(batch)
+    if len(fields) == 4:
+        fields = (*fields, None, None)
+    if len(fields) != 6:
+        raise ValueError(
+            "A stress batch is a StressData (or a tuple of its 4 or 6 arrays); got "
+            f"{len(fields)} fields."
+        )
+    return fields
+
+
+def residuals(model: Callable, data: Any) -> Array:
+    """The weighted residual vector of a model on training data.
+
+    `sqrt(weight) * (P̂ - P)`, one entry per observation, so that
+    `stress_loss(model, data) == mean(residuals(model, data) ** 2)`: the
+    residual function of a least-squares solver (e.g.
+    `optimistix.LevenbergMarquardt`). Dimensionless for the `"mse"` weights
+    of [`stress_data`][klax.mechanics.stress_data].
+
+    **Arguments:**
+
+    - `model`: a finalised incompressible potential.
+    - `data`: a [`StressData`][klax.mechanics.StressData] (NumPy or JAX
+      arrays), or a tuple of its 4 or 6 arrays.
+
+    **Returns:** the residuals, shape `(n,)`.
+    """
+    stretch, case_index, stress, weight, stretch_2, component = _batch_fields(data)
+    predicted = predict_stress(model, case_index, stretch, stretch_2, component)
+    return jnp.sqrt(jnp.asarray(weight)) * (predicted - jnp.asarray(stress))
 
 
 class StressLoss(Loss):
-    """Weighted mean squared error of the nominal stress `P11`.
+    """Weighted mean squared error of the measured nominal-stress components.
 
     The batch is a [`StressData`][klax.mechanics.StressData] (or a tuple of its
-    four arrays); the loss is `mean(weight * (P̂11 - P11)²)`.
+    4 or 6 arrays); the loss is `mean(weight * (P̂ - P)²)`, the mean square of
+    [`residuals`][klax.mechanics.residuals].
     """
 
     def value(self, model: Any, batch: Any, run_state: Any) -> Array:
         del run_state
-        stretch, case_index, stress, weight = batch
-        predicted = predict_nominal_stress_11(model, case_index, stretch)
-        return jnp.mean(weight * (predicted - stress) ** 2)
+        return jnp.mean(residuals(model, batch) ** 2)
 
 
 stress_loss = StressLoss()
@@ -161,31 +308,64 @@ stress_loss = StressLoss()
 # Models
 
 
+def training_invariants(
+    data: "StressData | Measurements",
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(I1, I2)` at the observations' deformations (incompressible), NumPy arrays."""
+    case = np.asarray(data.case_index)
+    stretch = np.asarray(data.stretch, dtype=np.float64)
+    stretch_2 = (
+        np.ones_like(stretch)
+        if data.stretch_2 is None
+        else np.asarray(data.stretch_2, dtype=np.float64)
+    )
+    # The in-plane block of F, as in `case_deformation`.
+    shear = case == 4
+    l1 = np.where(shear, 1.0, stretch)
+    l2 = np.select(
+        [case == 0, case == 1, case == 3],
+        [np.abs(l1) ** -0.5, l1, stretch_2],
+        1.0,
+    )
+    gamma = np.where(shear, stretch, 0.0)
+    l3 = 1.0 / (l1 * l2)
+    # C of F = [[λ1, γ, 0], [0, λ2, 0], [0, 0, λ3]].
+    c11, c12, c22, c33 = l1**2, l1 * gamma, gamma**2 + l2**2, l3**2
+    I1 = c11 + c22 + c33
+    I2 = c11 * c22 - c12**2 + (c11 + c22) * c33
+    return I1, I2
+
+
 def invariant_scales(
-    curves: Mapping[str, LoadCurve], cases: Sequence[str], invariants: str
+    data: "Measurements | Mapping[str, LoadCurve]",
+    cases: Sequence[str] | None,
+    invariants: str,
 ) -> tuple[float, float]:
-    """Ranges of the two shifted PANN inputs over the training points.
+    """Ranges of the two shifted PANN inputs over the training deformations.
 
     Used as `input_scale` of [`IncompressiblePANN`][klax.mechanics.IncompressiblePANN]:
     the inputs then lie in `[0, 1]` on the data. (Ĩ2 reaches several thousand
     in equibiaxial tension while Ĩ1 stays below a hundred; unscaled inputs
     make the first updates kill the hidden units, see `benchmarks/collapse.py`.)
+    Every kind of load case counts (biaxial, simple shear, compression).
+
+    **Arguments:**
+
+    - `data`: [`Measurements`][klax.mechanics.Measurements] or a dict of
+      one-stretch load curves.
+    - `cases`: the training selection (as for
+      [`stress_data`][klax.mechanics.stress_data]); `None`: all.
+    - `invariants`: `"polyconvex"` (Ĩ2 = I2^(3/2)) or `"isochoric"`.
+
+    **Returns:** `(s1, s2)`, each `1.0` where the range vanishes.
     """
-    I1_max, I2_max = 0.0, 0.0
-    for case in cases:
-        lam = np.asarray(curves[case].stretch, dtype=np.float64)
-        l1, l2, l3 = {
-            "uniaxial": (lam, lam**-0.5, lam**-0.5),
-            "equibiaxial": (lam, lam, lam**-2.0),
-            "pure_shear": (lam, np.ones_like(lam), 1.0 / lam),
-        }[check_load_case(case, "invariant_scales")]
-        I1 = l1**2 + l2**2 + l3**2
-        I2 = (l1 * l2) ** 2 + (l2 * l3) ** 2 + (l1 * l3) ** 2
-        I1_max = max(I1_max, float(np.max(I1 - 3.0)))
-        if invariants == "polyconvex":
-            I2_max = max(I2_max, float(np.max(I2**1.5 - REFERENCE_I2_POLYCONVEX)))
-        else:
-            I2_max = max(I2_max, float(np.max(I2 - 3.0)))
+    chosen = select(as_measurements(data), cases)
+    I1, I2 = training_invariants(chosen)
+    I1_max = float(np.max(I1 - 3.0))
+    if invariants == "polyconvex":
+        I2_max = float(np.max(I2**1.5 - REFERENCE_I2_POLYCONVEX))
+    else:
+        I2_max = float(np.max(I2 - 3.0))
     return (I1_max if I1_max > 1e-8 else 1.0, I2_max if I2_max > 1e-8 else 1.0)
 
 
@@ -264,7 +444,97 @@ class SeedResult(NamedTuple):
     train_r2: dict[str, float]
 
 
-_predict_jit = eqx.filter_jit(predict_nominal_stress_11)
+_predict_jit = eqx.filter_jit(predict_stress)
+
+
+def evaluate_stress(
+    model: Callable,
+    case_index: ArrayLike,
+    stretch: ArrayLike,
+    stretch_2: ArrayLike | None = None,
+    component: ArrayLike | None = None,
+) -> np.ndarray:
+    """[`predict_stress`][klax.mechanics.predict_stress] in one compiled call, on NumPy.
+
+    The points are padded to a power of two (at least 256), so repeated
+    evaluations of different sizes reuse one compilation. Runs in the dtype
+    of the default float (float64 inside `jax.enable_x64(True)`).
+
+    **Returns:** the stresses in MPa, a float64 NumPy array of the shape of
+    `stretch`.
+    """
+    stretch = np.asarray(stretch, dtype=np.float64)
+    shape = stretch.shape
+    parts = [
+        np.asarray(case_index, dtype=np.int32).reshape(-1),
+        stretch.reshape(-1),
+        (np.ones(shape) if stretch_2 is None else np.asarray(stretch_2)).reshape(-1),
+        (
+            np.zeros(shape, np.int32) if component is None else np.asarray(component)
+        ).reshape(-1),
+    ]
+    total = parts[1].size
+    padded = max(256, 1 << max(total - 1, 0).bit_length())
+    fill = (0, 1.0, 1.0, 0)
+    dtypes = (np.int32, np.float64, np.float64, np.int32)
+    arrays = []
+    for part, value, dtype in zip(parts, fill, dtypes, strict=True):
+        full = np.full(padded, value, dtype=dtype)
+        full[:total] = part
+        arrays.append(full)
+    real = jnp.result_type(float)
+    index, lam, lam_2, comp = arrays
+    out = _predict_jit(
+        model,
+        jnp.asarray(index),
+        jnp.asarray(lam, real),
+        jnp.asarray(lam_2, real),
+        jnp.asarray(comp),
+    )
+    return np.asarray(out, dtype=np.float64)[:total].reshape(shape)
+
+
+def evaluate_measurements(model: Callable, data: Measurements) -> np.ndarray:
+    """The model's stress (MPa) at every observation of `data`, one compiled call."""
+    return evaluate_stress(
+        model, data.case_index, data.stretch, data.stretch_2, data.component
+    )
+
+
+def curve_r2(
+    model: Callable,
+    data: "Measurements | Mapping[str, LoadCurve]",
+    cases: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """R² of a finalised potential on every curve of the selected data.
+
+    **Arguments:**
+
+    - `model`: a finalised incompressible potential.
+    - `data`: [`Measurements`][klax.mechanics.Measurements] or a dict of
+      one-stretch load curves.
+    - `cases`: a selection (see [`stress_data`][klax.mechanics.stress_data]);
+      `None`: all.
+
+    **Returns:** a dict from curve name to R². The name is the curve label
+    (`"uniaxial"`, `"biaxial@1.5"`, `"simple_shear"`), followed by the
+    component for every component but a one-stretch curve's `P11` (e.g.
+    `"biaxial@1.5 P22"`, `"simple_shear P12"`): one-stretch data keep their
+    load-case names.
+    """
+    chosen = select(as_measurements(data), cases)
+    predicted = evaluate_measurements(model, chosen)
+    return {
+        curve_name(c): fit_metrics(chosen.stress[c.index], predicted[c.index]).r2
+        for c in chosen.curves()
+    }
+
+
+def curve_name(curve: Any) -> str:
+    """`"uniaxial"` for one-stretch `P11` curves, else `"<label> <component>"`."""
+    if curve.load_case in LOAD_CASES and curve.component == "P11":
+        return curve.label
+    return f"{curve.label} {curve.component}"
 
 
 def evaluate_cases(
@@ -276,32 +546,20 @@ def evaluate_cases(
     evaluations of different sizes reuse one compilation.
     """
     sizes = [len(s) for s in stretches]
-    total = sum(sizes)
-    padded = max(256, 1 << max(total - 1, 0).bit_length())
-    stretch = np.ones(padded)
-    index = np.zeros(padded, dtype=np.int32)
-    start = 0
-    for case, values, size in zip(cases, stretches, sizes, strict=True):
-        stretch[start : start + size] = values
-        index[start : start + size] = LOAD_CASES.index(
-            check_load_case(case, "evaluate_cases")
-        )
-        start += size
-    dtype = jnp.result_type(float)
-    out = np.asarray(
-        _predict_jit(model, jnp.asarray(index), jnp.asarray(stretch, dtype))
+    index = np.concatenate(
+        [
+            np.full(n, LOAD_CASES.index(check_load_case(c, "evaluate_cases")), np.int32)
+            for c, n in zip(cases, sizes, strict=True)
+        ]
+        or [np.zeros(0, np.int32)]
     )
-    return list(np.split(out[:total], np.cumsum(sizes)[:-1]))
+    stretch = np.concatenate([np.asarray(s, np.float64) for s in stretches] or [[]])
+    out = evaluate_stress(model, index, stretch)
+    return list(np.split(out, np.cumsum(sizes)[:-1]))
 
 
 def _train_r2(model, curves, cases) -> dict[str, float]:
-    predicted = evaluate_cases(
-        finalize(model), cases, [curves[c].stretch for c in cases]
-    )
-    return {
-        case: fit_metrics(curves[case].stress, p).r2
-        for case, p in zip(cases, predicted, strict=True)
-    }
+    return curve_r2(finalize(model), curves, cases)
 
 
 def train_seeds(
@@ -499,3 +757,40 @@ def load_model(directory: str | pathlib.Path) -> Any:
 def model_case_stress(model: Callable, case: str, stretch: np.ndarray) -> np.ndarray:
     """`P11` of a finalised incompressible potential along one load case."""
     return evaluate_cases(model, [case], [np.asarray(stretch, dtype=np.float64)])[0]
+
+
+def model_curve_stress(
+    model: Callable,
+    load_case: str,
+    component: str,
+    sweep: np.ndarray,
+    stretch_1: float | None = None,
+) -> np.ndarray:
+    """One stress component of a finalised incompressible potential along a curve.
+
+    **Arguments:**
+
+    - `model`: the potential.
+    - `load_case`: a name in `ALL_LOAD_CASES`.
+    - `component`: `"P11"`, `"P22"` or `"P12"`.
+    - `sweep`: the swept deformation: `λ`, `λ2` (biaxial, at the held
+      `stretch_1`) or `γ` (simple shear).
+    - `stretch_1`: the held `λ1` of a biaxial curve.
+
+    **Returns:** the stresses in MPa, float64, the shape of `sweep`.
+    """
+    sweep = np.asarray(sweep, dtype=np.float64)
+    case = ALL_LOAD_CASES.index(load_case)
+    if load_case == "biaxial":
+        if stretch_1 is None:
+            raise ValueError("`model_curve_stress`: a biaxial curve needs stretch_1.")
+        first, second = np.full_like(sweep, stretch_1), sweep
+    else:
+        first, second = sweep, np.ones_like(sweep)
+    return evaluate_stress(
+        model,
+        np.full(sweep.shape, case, np.int32),
+        first,
+        second,
+        np.full(sweep.shape, STRESS_COMPONENTS.index(component), np.int32),
+    )
