@@ -77,7 +77,7 @@ def path_fit(data, scales, energy, steps, n):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--strengths", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)

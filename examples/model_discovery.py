@@ -30,7 +30,6 @@ import jax.random as jr
 import numpy as np
 from matplotlib.figure import Figure
 
-import klax
 import klax.mechanics as km
 from klax.mechanics._calibration import evaluate_cases
 
@@ -71,9 +70,7 @@ def discover(curves, steps, n_strengths, key):
 def synthetic_curves():
     """Stresses of W = 2 MPa·[exp(0.0272 (Ī1 − 3)) − 1] + 0.0013 MPa·(Ī2 − 3)."""
     treloar = km.read_curves()
-    law = km.parse_formula(
-        "W = 2 MPa·[exp(0.0272 (Ī1 − 3)) − 1] + 0.0013 MPa·(Ī2 − 3)"
-    )
+    law = km.parse_formula("W = 2 MPa·[exp(0.0272 (Ī1 − 3)) − 1] + 0.0013 MPa·(Ī2 − 3)")
     stress = eqx.filter_jit(
         lambda lam: [km.nominal_stress_11(law, c, lam[c]) for c in CASES]
     )({c: jnp.asarray(treloar[c].stretch) for c in CASES})
@@ -91,12 +88,13 @@ def main(quick: bool, out: pathlib.Path | None) -> None:
     path, polished, rows, chosen = discover(treloar, steps, n_strengths, jr.key(0))
     print(km.format_path_table(rows))
     law = km.discovered_law(polished[chosen])
-    print(f"selected: strength {rows[chosen]['strength']:.3g}, terms {rows[chosen]['terms']}")
+    row = rows[chosen]
+    print(f"selected: strength {row['strength']:.3g}, terms {row['terms']}")
     print(law.formula(4))
 
     # The formula, parsed back, reproduces the model's stresses.
     parsed = km.parse_formula(law.formula())
-    lam = {c: jnp.asarray(treloar[c].stretch) for c in CASES}
+    lam = {c: treloar[c].stretch for c in CASES}
     from_model = evaluate_cases(polished[chosen], CASES, [lam[c] for c in CASES])
     from_text = evaluate_cases(parsed, CASES, [lam[c] for c in CASES])
     worst = max(
@@ -107,9 +105,7 @@ def main(quick: bool, out: pathlib.Path | None) -> None:
 
     # A known law inside the library: the path finds its two terms.
     truth, synthetic = synthetic_curves()
-    _, s_polished, s_rows, s_chosen = discover(
-        synthetic, steps, n_strengths, jr.key(0)
-    )
+    _, s_polished, s_rows, s_chosen = discover(synthetic, steps, n_strengths, jr.key(0))
     found = km.discovered_law(s_polished[s_chosen])
     print("true law:      ", truth.formula(6))
     print("recovered law: ", found.formula(6))
@@ -149,11 +145,17 @@ def main(quick: bool, out: pathlib.Path | None) -> None:
 
     W = polished[chosen]
     for ax, c in zip(axes[1], CASES, strict=True):
-        grid = jnp.linspace(1.0, 1.05 * treloar[c].stretch.max(), 200)
+        grid = np.linspace(1.0, 1.05 * treloar[c].stretch.max(), 200)
         (P,) = evaluate_cases(W, [c], [grid])
         split = "train" if c in TRAIN else "test"
-        ax.plot(treloar[c].stretch, treloar[c].stress, "ko", ms=4, mfc="none",
-                label="Treloar (1944)")
+        ax.plot(
+            treloar[c].stretch,
+            treloar[c].stress,
+            "ko",
+            ms=4,
+            mfc="none",
+            label="Treloar (1944)",
+        )
         ax.plot(grid, P, "C3-", label=f"discovered ({rows[chosen]['active']} terms)")
         ax.set(xlabel="$\\lambda_1$", ylabel="$P_{11}$ / MPa")
         ax.set_title(f"{c} ({split}), $R^2$ = {rows[chosen]['r2'][c]:.4f}")
@@ -168,7 +170,7 @@ def main(quick: bool, out: pathlib.Path | None) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps only")
     parser.add_argument(
         "--out",

@@ -54,9 +54,11 @@ from ._data import (
 )
 from ._discovery import (
     DiscoveredLaw as DiscoveredLaw,
+    Discovery as Discovery,
     LawTerm as LawTerm,
     RegularisationPath as RegularisationPath,
     data_energy_scale as data_energy_scale,
+    discover_law as discover_law,
     discovered_law as discovered_law,
     format_path_table as format_path_table,
     largest_strength as largest_strength,
@@ -67,8 +69,8 @@ from ._discovery import (
     polish as polish,
     regularisation_path as regularisation_path,
     select_member as select_member,
-    stress_residuals as stress_residuals,
     term_label as term_label,
+    write_discovery as write_discovery,
 )
 from ._kinematics import (
     cofactor as cofactor,

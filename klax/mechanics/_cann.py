@@ -34,7 +34,7 @@ logarithmic term stays finite for scaled inputs `x < log_limit` (default
 point the energy is not a number (NaN), loudly.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 import equinox as eqx
@@ -160,7 +160,7 @@ def _scales(scale: Any, names: Sequence[str], owner: str) -> tuple[float, ...]:
     if isinstance(scale, (int, float)) and not isinstance(scale, bool):
         scale = (scale,) * len(names)
     try:
-        values = tuple(scale)
+        values = tuple(scale)  # pyright: ignore[reportArgumentType]
     except TypeError:
         raise TypeError(
             f"`{owner}(input_scale=...)` must be a positive number or one per "
@@ -179,7 +179,7 @@ def _scales(scale: Any, names: Sequence[str], owner: str) -> tuple[float, ...]:
 
 
 class SparseWeights(Constraint):
-    """Non-negative weights that [`sparse_adam`][klax.mechanics.sparse_adam] makes sparse.
+    """Non-negative weights made sparse by [`sparse_adam`][klax.mechanics.sparse_adam].
 
     `parameter` holds the weights, `strength` (a scalar array) the strength
     `λ ≥ 0` of their sparsity penalty. The loss never sees `strength`
@@ -209,7 +209,7 @@ class SparseWeights(Constraint):
 
 
 class BoundedWeights(Constraint):
-    """Weights clamped into `[0, upper]` after each update (`upper` static, per entry)."""
+    """Weights clamped into `[0, upper]` after each update (static `upper`)."""
 
     parameter: Array
     upper: tuple[float, ...] = eqx.field(static=True)
@@ -226,7 +226,7 @@ class BoundedWeights(Constraint):
 
 
 def with_strength(model: PyTree, strength: ArrayLike) -> PyTree:
-    """A copy of `model` whose [`SparseWeights`][klax.mechanics.SparseWeights] have `strength`.
+    """A copy of `model` with the penalty strength of its `SparseWeights` set.
 
     Works under `jax.vmap` (build a path ensemble with
     `jax.vmap(lambda s: with_strength(model, s))(strengths)`).
@@ -283,8 +283,8 @@ def prox_lp(z: ArrayLike, t: ArrayLike, p: float = 1.0) -> Array:
     Example:
         >>> import jax.numpy as jnp
         >>> from klax.mechanics import prox_lp
-        >>> prox_lp(jnp.array([0.05, 0.3, -1.0]), 0.1)
-        Array([0. , 0.2, 0. ], dtype=float32)
+        >>> prox_lp(jnp.array([0.05, 0.5, -1.0]), 0.25)
+        Array([0.  , 0.25, 0.  ], dtype=float32)
     """
     p = _check_p(p, "prox_lp")
     z = jnp.asarray(z)
@@ -313,7 +313,9 @@ def _check_p(p: Any, owner: str) -> float:
             raise TypeError
         p = float(p)
     except (TypeError, ValueError):
-        raise TypeError(f"`{owner}(p=...)` must be a number in (0, 1]; got {p!r}.")
+        raise TypeError(
+            f"`{owner}(p=...)` must be a number in (0, 1]; got {p!r}."
+        ) from None
     if not 0.0 < p <= 1.0:
         raise ValueError(f"`{owner}(p=...)` must lie in (0, 1]; got {p!r}.")
     return p
@@ -329,7 +331,7 @@ class SparseAdamState(NamedTuple):
 
 
 def sparse_adam(
-    learning_rate: float | Callable[[Array], Array],
+    learning_rate: optax.ScalarOrSchedule,
     p: float = 1.0,
     b1: float = 0.9,
     b2: float = 0.999,
@@ -390,7 +392,9 @@ def sparse_adam(
         mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
         nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, grads)
         c = count.astype(jnp.float32)
-        lr = learning_rate(count) if callable(learning_rate) else learning_rate
+        lr = jnp.asarray(
+            learning_rate(count) if callable(learning_rate) else learning_rate
+        )
 
         def step(m, v):
             m_hat = m / (1 - b1**c).astype(m.dtype)
@@ -513,7 +517,7 @@ class CANN(AbstractIsotropicPotential):
 
     def __init__(
         self,
-        terms: Sequence[CANNTerm] | None = None,
+        terms: Sequence[CANNTerm | tuple[Any, ...]] | None = None,
         invariants: Invariants = "isochoric",
         input_scale: float | Sequence[float] = 1.0,
         energy_scale: float = 1.0,
@@ -525,8 +529,8 @@ class CANN(AbstractIsotropicPotential):
     ):
         """**Arguments:**
 
-        - `terms`: the term library (default: [`cann_terms()`][klax.mechanics.cann_terms],
-          12 terms on `I1`, `I2`).
+        - `terms`: the term library (default:
+          [`cann_terms()`][klax.mechanics.cann_terms], 12 terms on `I1`, `I2`).
         - `invariants`: `"isochoric"` ($\\bar I_1, \\bar I_2$, default: the
           classical invariants, so that discovered laws read like the
           catalogue of Mooney–Rivlin, Yeoh, Gent or Demiray; polyconvex at
@@ -625,7 +629,7 @@ class CompressibleCANN(eqx.Module):
 
     def __init__(
         self,
-        terms: Sequence[CANNTerm] | None = None,
+        terms: Sequence[CANNTerm | tuple[Any, ...]] | None = None,
         structural_tensor: ArrayLike | None = None,
         bulk_modulus: float = 1.0,
         input_scale: float | Sequence[float] = 1.0,

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
@@ -24,7 +25,7 @@ from .._ensemble import ensemble_member, fit_ensemble
 from .._logging import History
 from .._losses import Loss
 from .._wrappers import apply, finalize
-from ._calibration import evaluate_cases, predict_nominal_stress_11, stress_loss
+from ._calibration import evaluate_cases, residuals as stress_residuals, stress_loss
 from ._cann import (
     CANN,
     CANNTerm,
@@ -49,7 +50,7 @@ LAW_FORMAT = "klax.mechanics.discovered-law/1"
 
 
 def data_energy_scale(curves: Mapping[str, LoadCurve], cases: Sequence[str]) -> float:
-    """The largest strain energy density reached in the data (MPa), a CANN `energy_scale`.
+    """The largest strain energy density reached in the data: a CANN `energy_scale`.
 
     The work done on an incompressible specimen is `∫ P11 dλ` in uniaxial
     tension and pure shear and `2 ∫ P11 dλ` in equibiaxial tension (two loaded
@@ -292,7 +293,11 @@ def path_table(
             dict(
                 strength=float(strength),
                 active=int(mask.sum()),
-                terms=[term_label(t, invariants) for t, m in zip(terms, mask) if m],
+                terms=[
+                    term_label(t, invariants)
+                    for t, m in zip(terms, mask, strict=True)
+                    if m
+                ],
                 loss=float(path.loss[i]),
                 r2=r2,
                 split={c: ("train" if c in train_cases else "test") for c in cases},
@@ -349,19 +354,14 @@ def select_member(
     if not eligible.any():  # nobody is close to the best everywhere
         return int(np.argmax(r2.min(axis=1)))
     candidates = np.flatnonzero(eligible)
-    order = sorted(candidates, key=lambda i: (rows[i]["active"], -r2[i].min()))
+    order = sorted(
+        (int(i) for i in candidates), key=lambda i: (rows[i]["active"], -r2[i].min())
+    )
     return int(order[0])
 
 
 # ---------------------------------------------------------------------------
 # Least-squares polish of the surviving terms
-
-
-def stress_residuals(model: Any, data: PyTree) -> Array:
-    """Weighted residuals `sqrt(weight) (P̂11 − P11)` of a finalised model on `StressData`."""
-    stretch, case_index, stress, weight = data[:4]
-    predicted = predict_nominal_stress_11(model, case_index, stretch)
-    return jnp.sqrt(weight) * (predicted - stress)
 
 
 def _upper_bounds(model: Any) -> np.ndarray:
@@ -433,14 +433,16 @@ def polish(
     inside their domain). A term whose energy at the edge of the data falls
     below `prune_rtol` times the total is then set exactly to zero and the
     rest refined once more. The result is kept if its squared residual sum
-    is not higher than before; otherwise `model` is returned (finalised).
+    is not higher than before, otherwise `model` is kept (finalised); either
+    way, terms below `prune_rtol` are removed from what is returned.
 
     **Arguments:**
 
     - `model`: a CANN (finalised or not).
     - `data`: the training data.
     - `residuals`: the residual vector of a finalised model on `data`
-      (default: [`stress_residuals`][klax.mechanics.stress_residuals]).
+      (default: [`residuals`][klax.mechanics.residuals], the weighted stress
+      residuals of [`StressData`][klax.mechanics.StressData]).
     - `max_steps`: iteration limit of the solver.
     - `prune_rtol`: relative size below which a refined term is removed.
 
@@ -450,7 +452,7 @@ def polish(
     if not isinstance(final, (CANN, CompressibleCANN)):
         raise TypeError(f"`polish` expects a CANN; got {type(final).__name__}.")
     data = _as_jax(data)
-    upper = jnp.asarray(_upper_bounds(final), final.inner.dtype)
+    upper = jnp.asarray(_upper_bounds(final), jnp.asarray(final.inner).dtype)
     mask = active_terms(final)
     candidate = final
     for _ in range(2):
@@ -465,13 +467,19 @@ def polish(
         candidate = eqx.tree_at(
             lambda m: m.weights,
             candidate,
-            jnp.where(jnp.asarray(mask), candidate.weights, 0.0),
+            jnp.where(jnp.asarray(mask), jnp.asarray(candidate.weights), 0.0),
         )
     before = float(jnp.sum(residuals(final, data) ** 2))
     after = float(jnp.sum(residuals(candidate, data) ** 2))
-    if np.isfinite(after) and after <= before:
-        return candidate
-    return final
+    if not (np.isfinite(after) and after <= before):
+        candidate = final
+    sizes = _term_sizes(candidate)
+    keep = jnp.asarray(sizes > prune_rtol * sizes.sum())
+    return eqx.tree_at(
+        lambda m: m.weights,
+        candidate,
+        jnp.where(keep, jnp.asarray(candidate.weights), 0.0),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -542,19 +550,20 @@ class DiscoveredLaw(eqx.Module):
                     "structural_tensor= to parse_formula/law_from_json."
                 )
             u = x[t.invariant] ** t.power
+            inner = 0.0 if t.inner is None else t.inner
             if t.activation == "identity":
                 f = u
             elif t.activation == "exp":
-                f = jnp.expm1(t.inner * u)
+                f = jnp.expm1(inner * u)
             else:
-                f = -jnp.log1p(-t.inner * u)
+                f = -jnp.log1p(-inner * u)
             energy = energy + t.coefficient * f
         if self.volumetric is not None:
             energy = energy + self.volumetric * (J - 1.0) ** 2
         return energy
 
     def formula(self, digits: int = 10) -> str:
-        """The law as text, e.g. `W = 0.134 MPa·(Ĩ1 − 3) + 0.0021 MPa·[exp(0.24 (Ĩ2 − 3^(3/2))²) − 1]`.
+        """The law as text, e.g. `W = 0.13 MPa·(Ī1 − 3) + 0.4 MPa·(Ī2 − 3)²`.
 
         `digits` significant digits per number (the default reproduces the
         stresses to about 1e-9 relative when parsed back).
@@ -602,16 +611,17 @@ def discovered_law(model: Any, units: str = "MPa") -> DiscoveredLaw:
         >>> import jax, klax
         >>> from klax.mechanics import CANN, CANNTerm, discovered_law
         >>> model = klax.finalize(CANN([CANNTerm("I1", 1, "identity")],
-        ...                            key=jax.random.key(0)))
-        >>> law = discovered_law(model)
-        >>> law.formula(digits=3)
-        'W = 0.576 MPa·(Ĩ1 − 3)'
+        ...                            input_scale=2.0, key=jax.random.key(0)))
+        >>> model.weights
+        Array([1.3423141], dtype=float32)
+        >>> discovered_law(model).formula(digits=3)  # 1.34 / 2
+        'W = 0.671 MPa·(Ī1 − 3)'
     """
     final = finalize(model)
     if not isinstance(final, (CANN, CompressibleCANN)):
         raise TypeError(f"`discovered_law` expects a CANN; got {type(final).__name__}.")
     names = ("I1", "I2", "I4")
-    scale = dict(zip(names, final.input_scale))
+    scale: dict[str, float] = dict(zip(names, final.input_scale, strict=False))
     mask = active_terms(final)
     a = np.asarray(final.weights, dtype=np.float64)
     w = np.asarray(final.inner, dtype=np.float64)
@@ -657,11 +667,11 @@ _REFS = {"Ĩ1": "3", "Ĩ2": "3^(3/2)", "Ī1": "3", "Ī2": "3"}
 def parse_formula(
     text: str, structural_tensor: ArrayLike | None = None
 ) -> DiscoveredLaw:
-    """Read a law printed by [`DiscoveredLaw.formula`][klax.mechanics.DiscoveredLaw] back.
+    """Read a law printed by `DiscoveredLaw.formula` back into a `DiscoveredLaw`.
 
     **Arguments:**
 
-    - `text`: e.g. `"W = 0.134 MPa·(Ĩ1 − 3) + 0.0021 MPa·[exp(0.24 (Ĩ2 − 3^(3/2))²) − 1]"`
+    - `text`: e.g. `"W = 0.134 MPa·(Ī1 − 3) + 0.0021 MPa·[exp(0.24 (Ī2 − 3)²) − 1]"`
       (ASCII `-` is accepted for `−`).
     - `structural_tensor`: `G` for laws with `⟨I4 − 1⟩` terms.
 
@@ -761,3 +771,123 @@ def law_from_json(data: Mapping[str, Any] | str) -> DiscoveredLaw:
         data["units"],
         None if G is None else jnp.asarray(G),
     )
+
+
+# ---------------------------------------------------------------------------
+# The whole pipeline (used by `klax-calibrate --model cann`)
+
+
+class Discovery(NamedTuple):
+    """Result of [`discover_law`][klax.mechanics.discover_law]: the trained
+    `path`, the polished `models` (one per strength), the table `rows`, the
+    `selected` index, its `law`, and its loss `history` (a `klax.History`)."""
+
+    path: RegularisationPath
+    models: list[Any]
+    rows: list[dict[str, Any]]
+    selected: int
+    law: DiscoveredLaw
+    history: History
+
+
+def discover_law(
+    curves: Mapping[str, LoadCurve],
+    train_cases: Sequence[str],
+    test_cases: Sequence[str] = (),
+    *,
+    config: Mapping[str, Any] | None = None,
+    strengths: int = 16,
+    p: float = 1.0,
+    steps: int = 5000,
+    learning_rate: float = 1e-2,
+    tolerance: float = 0.002,
+    include_unregularised: bool = True,
+    units: str = "MPa",
+    log_every: int = 100,
+    verbose: int = 0,
+    key: PRNGKeyArray,
+) -> Discovery:
+    """Automated model discovery on load curves, end to end.
+
+    Builds a [`CANN`][klax.mechanics.CANN] (from `config` as for
+    [`build_model`][klax.mechanics.build_model], `model: "cann"`; missing
+    scales are taken from the training data), trains the regularisation path
+    (`strengths` log-spaced strengths, plus strength 0 if
+    `include_unregularised`), polishes every member
+    ([`polish`][klax.mechanics.polish]), tabulates R² per curve
+    ([`path_table`][klax.mechanics.path_table]) and applies the selection
+    rule ([`select_member`][klax.mechanics.select_member] with `tolerance`).
+    """
+    from ._calibration import build_model, invariant_scales, stress_data
+
+    config = dict(config or {"model": "cann"})
+    invariants = config.setdefault("invariants", "isochoric")
+    config.setdefault(
+        "input_scale", list(invariant_scales(curves, train_cases, invariants))
+    )
+    config.setdefault("energy_scale", data_energy_scale(curves, train_cases))
+    init_key, train_key = jr.split(key)
+    model = build_model(config, key=init_key)
+    data = stress_data(curves, train_cases)
+    values = path_strengths(model, data, strengths)
+    if include_unregularised:
+        values = np.append(values, 0.0)
+    path = regularisation_path(
+        model,
+        data,
+        values,
+        p=p,
+        steps=steps,
+        learning_rate=learning_rate,
+        log_every=log_every,
+        verbose=verbose,
+        key=train_key,
+    )
+    models = [polish(path.member(i), data) for i in range(len(values))]
+    rows = path_table(path, curves, train_cases, test_cases, models=models)
+    selected = select_member(rows, tolerance)
+    law = discovered_law(models[selected], units)
+    steps_logged, logged = (
+        path.history["loss"] if path.history is not None else ([], [])
+    )
+    history = History(
+        content={
+            "loss": (
+                list(steps_logged),
+                [float(np.asarray(v)[selected]) for v in logged],
+            )
+        }
+    )
+    return Discovery(path, models, rows, selected, law, history)
+
+
+def write_discovery(directory: Any, discovery: Discovery) -> list[str]:
+    """Write `path.csv` (the table), `law.txt` (the formula) and `law.json`.
+
+    **Returns:** the names of the written files.
+    """
+    import csv
+    import pathlib
+
+    directory = pathlib.Path(directory)
+    rows = discovery.rows
+    cases = list(rows[0]["r2"]) if rows else []
+    with (directory / "path.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["strength", "active_terms", "selected", "training_loss"]
+            + [f"r2_{c}_{rows[0]['split'][c]}" for c in cases]
+            + ["terms"]
+        )
+        for i, r in enumerate(rows):
+            writer.writerow(
+                [repr(r["strength"]), r["active"], int(i == discovery.selected)]
+                + [repr(r["loss"])]
+                + [repr(r["r2"][c]) for c in cases]
+                + ["; ".join(r["terms"])]
+            )
+    (directory / "law.txt").write_text(discovery.law.formula() + "\n")
+    (directory / "law.json").write_text(
+        json.dumps(discovery.law.to_json(), indent=2, ensure_ascii=False) + "\n"
+    )
+    return ["path.csv", "law.txt", "law.json"]

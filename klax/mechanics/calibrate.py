@@ -26,7 +26,7 @@ from ._data import DataError, LoadCurve, data_hash, parse_curves, read_data_byte
 from ._loadcases import LOAD_CASES
 
 PROG = "klax-calibrate"
-MODEL_CHOICES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3")
+MODEL_CHOICES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3", "cann")
 LOSS_CHOICES = ("mse", "mse-per-case", "relative")
 
 
@@ -70,7 +70,28 @@ def _parser() -> argparse.ArgumentParser:
         "--model",
         choices=MODEL_CHOICES,
         default="pann",
-        help="pann (incompressible isotropic PANN) or a baseline (default: pann)",
+        help="pann (incompressible isotropic PANN), cann (automated model "
+        "discovery: a sparse constitutive ANN, one regularisation path) or a "
+        "baseline (default: pann)",
+    )
+    add(
+        "--strengths",
+        type=int,
+        default=16,
+        help="cann: number of log-spaced penalty strengths (default: 16)",
+    )
+    add(
+        "--penalty-p",
+        type=float,
+        default=1.0,
+        help="cann: exponent p of the penalty λ Σ a^p, in (0, 1] (default: 1, L1)",
+    )
+    add(
+        "--tolerance",
+        type=float,
+        default=0.002,
+        help="cann: select the sparsest law whose R² on every case is within "
+        "this of the best on the path (default: 0.002)",
     )
     add(
         "--invariants",
@@ -196,6 +217,11 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     _check_int(args.seeds, "--seeds", 1)
     _check_int(args.log_every, "--log-every", 1)
     _check_int(args.max_restarts, "--max-restarts", 0)
+    _check_int(args.strengths, "--strengths", 1)
+    if not 0.0 < args.penalty_p <= 1.0:
+        raise DataError(f"--penalty-p must lie in (0, 1], got {args.penalty_p}")
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise DataError(f"--tolerance must be a number >= 0, got {args.tolerance}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise DataError(f"--lr must be a positive number, got {args.lr}")
     if args.seed < 0:
@@ -333,6 +359,39 @@ def _initial_shear_modulus(model: Any) -> Any:
     return model.initial_shear_modulus()
 
 
+def _discover(args: argparse.Namespace, curves, train, test):
+    """`--model cann`: the regularisation path; returns the selected law as a seed."""
+    import jax.random as jr
+
+    from ._calibration import SeedResult
+    from ._discovery import discover_law, format_path_table as discovery_table
+
+    discovery = discover_law(
+        curves,
+        train,
+        test,
+        strengths=args.strengths,
+        p=args.penalty_p,
+        steps=args.steps,
+        learning_rate=args.lr,
+        tolerance=args.tolerance,
+        log_every=args.log_every,
+        verbose=0 if args.quiet else 2,
+        key=jr.key(args.seed),
+    )
+    i = discovery.selected
+    row = discovery.rows[i]
+    best = SeedResult(
+        args.seed,
+        discovery.models[i],
+        discovery.history,
+        float(discovery.path.loss[i]),
+        {c: row["r2"][c] for c in train},
+    )
+    print(discovery_table(discovery.rows))
+    return best, [best], discovery
+
+
 def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
     import equinox as eqx
     import jax
@@ -343,7 +402,9 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
         invariant_scales,
         save_model,
     )
+    from ._cann import cann_config
     from ._data import fit_metrics
+    from ._discovery import write_discovery
 
     start = time.perf_counter()
     curves, train, test = checked["curves"], checked["train"], checked["test"]
@@ -369,21 +430,26 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
     elif args.model == "ogden3":
         config.update(num_terms=3)
     with jax.enable_x64(True):
-        best, results = calibrate_seeds(
-            config,
-            curves,
-            train_cases=train,
-            seeds=args.seeds,
-            base_seed=args.seed,
-            steps=args.steps,
-            learning_rate=args.lr,
-            batch_size=args.batch_size,
-            loss=args.loss,
-            log_every=args.log_every,
-            verbose=0 if args.quiet else 2,
-            max_restarts=args.max_restarts,
-            report=lambda message: print(f"{PROG}: {message}", file=sys.stderr),
-        )
+        if args.model == "cann":
+            best, results, discovery = _discover(args, curves, train, test)
+            config.update(cann_config(best.model))
+        else:
+            discovery = None
+            best, results = calibrate_seeds(
+                config,
+                curves,
+                train_cases=train,
+                seeds=args.seeds,
+                base_seed=args.seed,
+                steps=args.steps,
+                learning_rate=args.lr,
+                batch_size=args.batch_size,
+                loss=args.loss,
+                log_every=args.log_every,
+                verbose=0 if args.quiet else 2,
+                max_restarts=args.max_restarts,
+                report=lambda message: print(f"{PROG}: {message}", file=sys.stderr),
+            )
         import klax
 
         model = klax.finalize(best.model)
@@ -430,6 +496,7 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             klax_version=version,
         )
         save_model(out, best.model, config)
+        extra = [] if discovery is None else write_discovery(out, discovery)
         _write_metrics(out / "metrics.csv", rows)
         _write_history(out / "history.csv", best, results)
         plotted = (
@@ -442,7 +509,11 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
     losses = ", ".join(f"{r.seed}: {r.loss:.3e}" for r in results)
     print(f"model {args.model}; kept seed {best.seed} of training losses {{{losses}}}")
     print(f"initial shear modulus mu0 = {mu0:.4f} MPa; training took {elapsed:.1f} s")
-    written = ["model.eqx", "model.json", "metrics.csv", "history.csv"]
+    if discovery is not None:
+        selected = discovery.rows[discovery.selected]["strength"]
+        print(f"discovered law (strength {selected:.3g}):")
+        print(discovery.law.formula(4))
+    written = ["model.eqx", "model.json", "metrics.csv", "history.csv", *extra]
     written += ["fit.png"] if plotted else []
     print(f"wrote {', '.join(written)} to {out}")
     failed = [
