@@ -607,3 +607,28 @@ def test_save_and_load_like_the_other_models(models, tmp_path):
     assert isinstance(loaded, km.CANN) and loaded.input_scale == W.input_scale
     lam = jnp.linspace(1.0, 2.0, 5)
     np.testing.assert_allclose(_all_cases(loaded, lam), _all_cases(W, lam), rtol=1e-12)
+
+
+def test_cli_model_cann(tmp_path, capsys):
+    from klax.mechanics import calibrate
+
+    out = tmp_path / "run"
+    bad = calibrate.main(["--model", "cann", "--penalty-p", "2", "--out", str(out)])
+    assert bad == 2 and not out.exists()
+    assert "--penalty-p" in capsys.readouterr().err
+    code = calibrate.main(
+        [
+            "--model", "cann", "--steps", "200", "--strengths", "3",
+            "--no-plot", "--quiet", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"model.eqx", "model.json", "metrics.csv", "history.csv"} <= names
+    assert {"path.csv", "law.txt", "law.json"} <= names
+    assert len((out / "path.csv").read_text().splitlines()) == 1 + 4  # 3 + λ = 0
+    law = km.parse_formula((out / "law.txt").read_text())
+    loaded = km.load_model(out)
+    lam = jnp.linspace(1.0, 3.0, 4)
+    np.testing.assert_allclose(_all_cases(law, lam), _all_cases(loaded, lam), rtol=1e-6)
+    assert "discovered law" in capsys.readouterr().out
