@@ -441,8 +441,8 @@ def polish(
     - `model`: a CANN (finalised or not).
     - `data`: the training data.
     - `residuals`: the residual vector of a finalised model on `data`
-      (default: [`residuals`][klax.mechanics.residuals], the weighted stress
-      residuals of [`StressData`][klax.mechanics.StressData]).
+      (default: `klax.mechanics.residuals`, the weighted stress residuals of
+      a [`StressData`][klax.mechanics.StressData]).
     - `max_steps`: iteration limit of the solver.
     - `prune_rtol`: relative size below which a refined term is removed.
 

@@ -7,6 +7,10 @@ with klax) and predicts pure shear. Run `klax-calibrate --help` (or
 
 Outputs in `--out`: `model.eqx` + `model.json` (reload with
 `klax.mechanics.load_model`), `metrics.csv`, `history.csv`, `fit.png`.
+`--model cann` (automated model discovery: a sparse CANN trained along a
+regularisation path of `--strengths` penalties in one ensemble fit, the
+sparsest law within `--tolerance` of the best R² selected) also writes
+`path.csv`, `law.txt` and `law.json`.
 Exit codes: 0 success, 2 invalid input (nothing is written), 3 an R²
 requirement of `--require-r2` was missed.
 """
