@@ -50,7 +50,7 @@ def main(quick: bool, out: pathlib.Path | None) -> None:
     # %% First run; save the (unfinalized) model and the history.
     with tempfile.TemporaryDirectory() as workdir:
         model_file = pathlib.Path(workdir) / "model.eqx"
-        history_file = pathlib.Path(workdir) / "history.pkl"
+        history_file = pathlib.Path(workdir) / "history.klax"
         model, history = klax.fit(make_model(key_model), train, steps=steps, **options)
         eqx.tree_serialise_leaves(model_file, model)
         history.save(history_file)

@@ -8,7 +8,6 @@ tqdm progress bar).
 """
 
 import operator
-import pickle
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -195,33 +194,91 @@ class History:
         return list(self.content.keys())
 
     def save(self, path: str | Path) -> None:
-        """Pickle the history to `path`, creating parent directories as needed."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "content": self.content,
-            "total_time": self.total_time,
-            "total_steps": self.total_steps,
-            "final_opt_state": self.final_opt_state,
-            "stop_step": self.stop_step,
-            "stop_reason": self.stop_reason,
-        }
-        with path.open("wb") as f:
-            pickle.dump(state, f)
+        """Write the history to `path` in a format that runs no code when loaded.
+
+        The file is a ZIP archive holding JSON (the structure) and the raw bytes
+        of the arrays; parent directories are created as needed, and the file
+        is replaced only once everything has been encoded. Any extension works
+        ([`load`][klax.History.load] recognises the file by its content).
+
+        All six attributes are stored, `content`, `total_time`, `total_steps`,
+        `final_opt_state`, `stop_step` and `stop_reason`, and come back equal
+        and of the same types (see the table in the API reference): None,
+        bools, ints, floats (also NaN and infinities), complex numbers,
+        strings, lists, tuples and dicts (keys: str, int, float, bool, None or
+        tuples of these), NumPy arrays and scalars, JAX arrays (dtype, shape and
+        weak type kept; PRNG key arrays too), and NamedTuples and Equinox
+        modules of optax, equinox, jax, klax or paramax (optimizer states and
+        the models their moments mirror), which are rebuilt by name on
+        loading.
+
+        **Arguments:**
+
+        - `path`: the file to write (a `str` or `pathlib.Path`).
+
+        **Raises:**
+
+        - `TypeError`, naming the attribute or metric, if a value is of any
+          other type (e.g. a class of your own, also an Equinox module); nothing
+          is written then.
+
+        Example:
+            >>> import klax, pathlib, tempfile
+            >>> history = klax.History(total_steps=10)
+            >>> history.append(0, "loss", 1.5)
+            >>> path = pathlib.Path(tempfile.mkdtemp()) / "history.klax"
+            >>> history.save(path)
+            >>> klax.History.load(path)["loss"]
+            ([0], [1.5])
+        """
+        from ._history_io import save_history
+
+        save_history(
+            Path(path),
+            {
+                "content": self.content,
+                "total_time": self.total_time,
+                "total_steps": self.total_steps,
+                "final_opt_state": self.final_opt_state,
+                "stop_step": self.stop_step,
+                "stop_reason": self.stop_reason,
+            },
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> Self:
+    def load(cls, path: str | Path, *, allow_pickle: bool = False) -> Self:
         """Read a history written by [`save`][klax.History.save].
 
-        Only load files you trust: this unpickles the file.
+        Loading parses the file; it runs no code from it. Optimizer states come
+        back as the same optax NamedTuples (and Equinox modules); classes are
+        looked up only in optax, equinox, jax, klax and paramax. JAX arrays
+        are placed on the default device; load with 64-bit mode on if the run
+        used it (else a warning says which arrays were narrowed). Attributes
+        missing from the file take the constructor's defaults.
+
+        **Arguments:**
+
+        - `path`: the file to read.
+        - `allow_pickle`: also read the former format, a pickle file (what
+          `History.save` wrote in the klax release and until now). Unpickling
+          can run any code the file's author chose: pass `True` only for files
+          you trust, then `save` them again to convert them. (Keyword only
+          argument.)
+
+        **Returns:**
+
+        The loaded `History`.
+
+        **Raises:**
+
+        - `FileNotFoundError` if there is no file at `path`.
+        - `ValueError`, naming the path, for a pickle file without
+          `allow_pickle=True`, and for a damaged or truncated file or a file
+          of another program.
         """
-        with Path(path).open("rb") as f:
-            state = pickle.load(f)
-        if not isinstance(state, dict):
-            raise ValueError(
-                f"{str(path)!r} does not hold a saved klax.History (found an object "
-                f"of type {type(state).__name__})."
-            )
+        from ._history_io import load_history
+
+        state = load_history(Path(path), allow_pickle=allow_pickle)
         known = (
             "content",
             "total_time",

@@ -197,12 +197,14 @@ def test_history_save_load_round_trip(tmp_path):
 def test_history_load_uses_defaults_for_missing_keys(tmp_path):
     path = tmp_path / "partial.pkl"
     path.write_bytes(pickle.dumps({"content": {"loss": ([0], [1.0])}}))
-    h = klax.History.load(path)
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        klax.History.load(path)
+    h = klax.History.load(path, allow_pickle=True)
     assert h["loss"] == ([0], [1.0])
     assert (h.total_time, h.total_steps, h.final_opt_state) == (-1.0, -1, None)
     path.write_bytes(pickle.dumps([1, 2]))
     with pytest.raises(ValueError, match="does not hold a saved klax.History"):
-        klax.History.load(path)
+        klax.History.load(path, allow_pickle=True)
 
 
 def test_history_extend_spec_example():
