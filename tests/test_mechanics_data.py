@@ -331,3 +331,32 @@ def test_curve_r2_names():
     r2 = km.curve_r2(km.MooneyRivlin(C10, C01), data, ["uniaxial", "biaxial@1.2"])
     assert list(r2) == ["uniaxial", "biaxial@1.2 P11", "biaxial@1.2 P22"]
     assert all(v == pytest.approx(1.0, abs=1e-12) for v in r2.values())
+
+
+def test_sanity_warnings_name_the_rows():
+    from klax.mechanics._data import sanity_warnings
+
+    clean = km.parse_measurements(mooney_rivlin_rows().encode())
+    assert sanity_warnings(clean) == []
+    text = (
+        "load_case,stretch,stretch_1,stretch_2,shear,nominal_stress_MPa,"
+        "nominal_stress_1_MPa,nominal_stress_2_MPa,shear_stress_MPa\n"
+        "uniaxial,1.0,,,,0.2,,,\n"  # row 2: offset at λ = 1
+        "uniaxial,2.0,,,,1.0,,,\n"
+        "uniaxial,0.7,,,,0.3,,,\n"  # row 4: compression with positive stress
+        "biaxial,,2.0,0.6,,,0.9,-0.2,\n"  # row 5: λ2²λ1 = 0.72 < 1, P22 < 0 is fine
+        "biaxial,,2.0,1.0,,,1.2,-0.4,\n"  # row 6: λ2²λ1 = 2 > 1 but P22 < 0
+        "simple_shear,,,,-0.2,,,,0.3\n"  # row 7: γ < 0 with P12 > 0
+        "simple_shear,,,,0.2,,,,0.3\n"
+    )
+    messages = sanity_warnings(km.parse_measurements(text.encode(), "lab.csv"))
+    assert len(messages) == 4
+    assert any(
+        m.startswith("lab.csv: row 4: nominal_stress_MPa = 0.3") for m in messages
+    )
+    assert any(
+        m.startswith("lab.csv: row 6: nominal_stress_2_MPa = -0.4") for m in messages
+    )
+    assert any(m.startswith("lab.csv: row 7: shear_stress_MPa = 0.3") for m in messages)
+    assert any("row 2" in m and "undeformed" in m for m in messages)
+    assert not any("row 5" in m for m in messages)

@@ -398,6 +398,7 @@ def test_compressible_biaxial_and_shear_converge_to_incompressible():
             km.compressible_simple_shear(W, g),
         )
         assert bool(jnp.all(biax.converged)) and bool(jnp.all(shear.converged))
+        assert shear.P12 is not None and biax.P12 is not None
         # The thickness direction is traction-free.
         F = jax.vmap(km.stretches_to_F)(*biax.stretches)
         np.testing.assert_allclose(

@@ -562,7 +562,7 @@ def test_partially_monotone_network_free_inputs():
 
 
 def test_construction_and_call_errors():
-    with pytest.raises(ValueError, match="'polyconvex' or 'isochoric'"):
+    with pytest.raises(ValueError, match="'incompressible', 'polyconvex', 'isochoric'"):
         km.IncompressiblePANN(invariants="other", key=jr.key(0))  # pyright: ignore[reportArgumentType]
     with pytest.raises(ValueError, match="input_scale"):
         km.IncompressiblePANN(input_scale=(1.0, -1.0), key=jr.key(0))
@@ -577,3 +577,131 @@ def test_construction_and_call_errors():
         model(jnp.eye(3))
     with pytest.raises(Exception, match="J = det F > 0"):
         eqx.filter_jit(lambda W, F: W(F))(klax.finalize(model), -jnp.eye(3))
+
+
+# ---------------------------------------------------------------------------
+# Input sets holding Ī2 (polyconvex on the incompressible manifold J = 1)
+
+SCALE_3 = (55.0, 17.0, 386.0)  # Treloar input scales of (Ĩ1, √Ī2, Ī2)
+
+
+@pytest.fixture(scope="module")
+def incompressible_j1():
+    """PANNs on (Ĩ1, √Ī2, Ī2) and (Ī1, Ī2): fresh, perturbed, softplus-wrapped."""
+    models = [
+        km.IncompressiblePANN(
+            [4, 4], "incompressible", input_scale=SCALE_3, key=jr.key(k)
+        )
+        for k in KEYS
+    ]
+    models.append(perturb(models[0], jr.key(96)))
+    models.append(
+        km.reparametrize_nonnegative(
+            km.IncompressiblePANN([3], "isochoric", input_scale=2.0, key=jr.key(4))
+        )
+    )
+    return [klax.finalize(m) for m in models]
+
+
+def test_input_sets_at_j1(incompressible_j1):
+    rng = np.random.default_rng(40)
+    Fs = random_F(rng, 32, unimodular=True)
+    Q = rotation(rng.normal(size=3))
+    n = 32
+    unimodular_pairs = []
+    for _ in range(2):
+        X = random_F(rng, n, unimodular=True)
+        unimodular_pairs.append(_lifted_inputs_batch(X))
+    a = unimodular_pairs[0]
+    b = (unimodular_pairs[1][0], unimodular_pairs[1][1] + 0.3, jnp.ones(n))
+    a = (a[0], a[1], jnp.ones(n))  # δ = 1: the incompressible manifold
+    t = jnp.asarray(rng.uniform(size=n))
+    for W in incompressible_j1:
+        k = len(km.INVARIANT_SETS[W.invariants])
+        _network_checks(W.network, k, [True] * k, rng)
+        # Zero energy and stress-free reference in every load case.
+        assert float(W(jnp.eye(3))) == 0.0
+        for case in km.LOAD_CASES:
+            assert abs(float(km.nominal_stress_11(W, case, 1.0))) < 1e-12
+        # Convex in the lifted (F, cof F) at det = 1, with independent cof F.
+        gap, _ = lifted_check(W, a, b, t)
+        assert float(jnp.min(gap)) >= -1e-10 * float(jnp.max(jnp.abs(gap)) + 1.0)
+        # Objective, isotropic, non-negative; isotropic_energy is the energy.
+        e = energies(W, Fs)
+        np.testing.assert_allclose(energies(W, Q @ Fs), e, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(energies(W, Fs @ Q), e, rtol=1e-12, atol=1e-14)
+        assert e.min() >= -1e-12
+        C = np.einsum("nki,nkj->nij", Fs, Fs)
+        I1 = np.trace(C, axis1=1, axis2=2)
+        I2 = 0.5 * (I1**2 - np.trace(C @ C, axis1=1, axis2=2))
+        iso = eqx.filter_jit(jax.vmap(W.isotropic_energy))(I1, I2)
+        np.testing.assert_allclose(iso, e, rtol=1e-10, atol=1e-12)
+        # Tension gives tension; slopes 3 : 6 : 4.
+        for case in km.LOAD_CASES:
+            assert float(km.nominal_stress_11(W, case, 1.5)) > 0
+            assert float(km.nominal_stress_11(W, case, 0.7)) < 0
+
+
+def test_pann_inputs_match_the_invariants():
+    lam = 1.7
+    I1 = lam**2 + 2 / lam
+    I2 = 2 * lam + lam**-2
+    x = km.pann_inputs(jnp.asarray(I1), jnp.asarray(I2), "incompressible")
+    np.testing.assert_allclose(x, [I1 - 3, I2**0.5 - 3**0.5, I2 - 3], rtol=1e-14)
+    x = km.pann_inputs(jnp.asarray([I1]), jnp.asarray([I2]), "polyconvex")
+    assert x.shape == (1, 2)
+    np.testing.assert_allclose(x[0], [I1 - 3, I2**1.5 - 3**1.5], rtol=1e-14)
+    assert km.POLYCONVEX_AT_ANY_J == {
+        "incompressible": False,
+        "polyconvex": True,
+        "isochoric": False,
+    }
+    with pytest.raises(ValueError, match="invariants"):
+        km.pann_inputs(3.0, 3.0, "other")
+
+
+def test_mooney_rivlin_is_inside_the_default_input_set():
+    """Zero hidden-to-output weights and passthrough weights (c10 s1, 0, c01 s3)
+    give exactly Mooney–Rivlin (Ĩ1 = Ī1 and Ī2 enter linearly)."""
+    c10, c01 = 0.2, 0.02
+    model = km.IncompressiblePANN(
+        [4], "incompressible", input_scale=SCALE_3, key=jr.key(0)
+    )
+    last = model.network.layers[-1].linear_y
+    hidden, passthrough = last.weights[0], last.weights[1]
+    model = eqx.tree_at(
+        lambda m: (
+            m.network.layers[-1].linear_y.weights[0].parameter,
+            m.network.layers[-1].linear_y.weights[1].parameter,
+        ),
+        model,
+        (
+            jnp.zeros_like(hidden.parameter),
+            jnp.asarray([c10 * SCALE_3[0], 0.0, c01 * SCALE_3[2]]).reshape(
+                passthrough.parameter.shape
+            ),
+        ),
+    )
+    W = klax.finalize(model)
+    mr = km.MooneyRivlin(c10, c01)
+    lam = jnp.asarray([0.6, 1.0, 1.8, 4.0])
+    for case in km.LOAD_CASES:
+        np.testing.assert_allclose(
+            km.nominal_stress_11(W, case, lam),
+            km.nominal_stress_11(mr, case, lam),
+            rtol=1e-12,
+            atol=1e-14,
+        )
+
+
+def test_energy_scale():
+    base = km.IncompressiblePANN([3], "incompressible", key=jr.key(2))
+    scaled = km.IncompressiblePANN(
+        [3], "incompressible", energy_scale=1e-3, key=jr.key(2)
+    )
+    F = jnp.asarray(random_F(np.random.default_rng(41), 1, unimodular=True)[0])
+    np.testing.assert_allclose(
+        klax.finalize(scaled)(F), 1e-3 * klax.finalize(base)(F), rtol=1e-12
+    )
+    with pytest.raises(ValueError, match="energy_scale"):
+        km.IncompressiblePANN(energy_scale=0.0, key=jr.key(0))

@@ -6,6 +6,8 @@ from ._baselines import (
     NeoHooke as NeoHooke,
     Ogden as Ogden,
     VolumetricPenalty as VolumetricPenalty,
+    baseline_constants as baseline_constants,
+    linear_parameters as linear_parameters,
 )
 from ._calibration import (
     StressData as StressData,
@@ -13,6 +15,7 @@ from ._calibration import (
     build_model as build_model,
     calibrate_seeds as calibrate_seeds,
     curve_r2 as curve_r2,
+    fit_baseline as fit_baseline,
     invariant_scales as invariant_scales,
     load_model as load_model,
     predict_nominal_stress_11 as predict_nominal_stress_11,
@@ -83,6 +86,11 @@ from ._kinematics import (
     structural_tensor as structural_tensor,
     transverse_invariants as transverse_invariants,
 )
+from ._leastsquares import (
+    LeastSquaresResult as LeastSquaresResult,
+    refine_least_squares as refine_least_squares,
+    solve_linear_parameters as solve_linear_parameters,
+)
 from ._loadcases import (
     ALL_LOAD_CASES as ALL_LOAD_CASES,
     LOAD_CASES as LOAD_CASES,
@@ -112,9 +120,12 @@ from ._networks import (
     softplus_positive as softplus_positive,
 )
 from ._potentials import (
+    INVARIANT_SETS as INVARIANT_SETS,
+    POLYCONVEX_AT_ANY_J as POLYCONVEX_AT_ANY_J,
     CompressiblePANN as CompressiblePANN,
     IncompressiblePANN as IncompressiblePANN,
     TransverselyIsotropicPANN as TransverselyIsotropicPANN,
+    pann_inputs as pann_inputs,
 )
 from ._stress import (
     cauchy as cauchy,

@@ -258,3 +258,53 @@ class VolumetricPenalty(eqx.Module):
         F = as_deformation_gradient(F, "VolumetricPenalty")
         J = _det(F)
         return self.potential(F) + 0.5 * self.bulk_modulus * (J - 1.0) ** 2
+
+
+def baseline_constants(model: Any) -> dict[str, float]:
+    """The material constants of a classical baseline, by name (in the stress unit).
+
+    **Arguments:**
+
+    - `model`: a [`NeoHooke`][klax.mechanics.NeoHooke] (`mu`),
+      [`MooneyRivlin`][klax.mechanics.MooneyRivlin] (`c10`, `c01`) or
+      [`Ogden`][klax.mechanics.Ogden] (`mu_1 … mu_N`, `alpha_1 … alpha_N`).
+
+    **Returns:** a dict of Python floats.
+
+    Example:
+        >>> from klax.mechanics import MooneyRivlin, baseline_constants
+        >>> baseline_constants(MooneyRivlin(0.2, 0.02))
+        {'c10': 0.2, 'c01': 0.02}
+    """
+    if isinstance(model, NeoHooke):
+        return {"mu": float(model.mu)}
+    if isinstance(model, MooneyRivlin):
+        return {"c10": float(model.c10), "c01": float(model.c01)}
+    if isinstance(model, Ogden):
+        mu = np.asarray(model.mu, dtype=np.float64).tolist()
+        alpha = np.asarray(model.alpha, dtype=np.float64).tolist()
+        out = {f"mu_{p + 1}": float(v) for p, v in enumerate(mu)}
+        out.update({f"alpha_{p + 1}": float(v) for p, v in enumerate(alpha)})
+        return out
+    raise TypeError(
+        "`baseline_constants(model)` expects a NeoHooke, MooneyRivlin or Ogden "
+        f"model; got {type(model).__name__}."
+    )
+
+
+def linear_parameters(model: Any) -> Any:
+    """The parameters in which a baseline's stress is linear (its moduli).
+
+    Neo-Hooke: `mu`; Mooney–Rivlin: `(c10, c01)`; Ogden: `mu` (the exponents
+    held). For least-squares fits (a linear solve gives them exactly).
+    """
+    if isinstance(model, NeoHooke):
+        return model.mu
+    if isinstance(model, MooneyRivlin):
+        return (model.c10, model.c01)
+    if isinstance(model, Ogden):
+        return model.mu
+    raise TypeError(
+        "`linear_parameters(model)` expects a NeoHooke, MooneyRivlin or Ogden "
+        f"model; got {type(model).__name__}."
+    )

@@ -19,12 +19,18 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from .._ensemble import ensemble_member, fit_ensemble
+from .._ensemble import ensemble_member, fit_ensemble, stack_ensemble
 from .._logging import History, metric
 from .._losses import Loss
 from .._wrappers import finalize, unwrap
 from ..nn import InputSplitLinear
-from ._baselines import AbstractIsotropicPotential, MooneyRivlin, NeoHooke, Ogden
+from ._baselines import (
+    AbstractIsotropicPotential,
+    MooneyRivlin,
+    NeoHooke,
+    Ogden,
+    linear_parameters,
+)
 from ._data import (
     LoadCurve,
     Measurements,
@@ -33,7 +39,7 @@ from ._data import (
     select,
     selection_mask,
 )
-from ._kinematics import REFERENCE_I2_POLYCONVEX
+from ._leastsquares import refine_least_squares, solve_linear_parameters
 from ._loadcases import (
     ALL_LOAD_CASES,
     LOAD_CASES,
@@ -44,7 +50,7 @@ from ._loadcases import (
     check_load_case,
 )
 from ._networks import reparametrize_nonnegative
-from ._potentials import IncompressiblePANN
+from ._potentials import IncompressiblePANN, pann_inputs
 
 MODEL_NAMES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3", "cann")
 LOSS_NAMES = ("mse", "mse-per-case", "relative")
@@ -340,8 +346,8 @@ def invariant_scales(
     data: "Measurements | Mapping[str, LoadCurve]",
     cases: Sequence[str] | None,
     invariants: str,
-) -> tuple[float, float]:
-    """Ranges of the two shifted PANN inputs over the training deformations.
+) -> tuple[float, ...]:
+    """Ranges of the shifted PANN inputs over the training deformations.
 
     Used as `input_scale` of [`IncompressiblePANN`][klax.mechanics.IncompressiblePANN]:
     the inputs then lie in `[0, 1]` on the data. (Ĩ2 reaches several thousand
@@ -355,29 +361,31 @@ def invariant_scales(
       one-stretch load curves.
     - `cases`: the training selection (as for
       [`stress_data`][klax.mechanics.stress_data]); `None`: all.
-    - `invariants`: `"polyconvex"` (Ĩ2 = I2^(3/2)) or `"isochoric"`.
+    - `invariants`: the PANN input set, a key of
+      [`INVARIANT_SETS`][klax.mechanics.INVARIANT_SETS].
 
-    **Returns:** `(s1, s2)`, each `1.0` where the range vanishes.
+    **Returns:** one scale per input of the set
+    ([`pann_inputs`][klax.mechanics.pann_inputs]), each `1.0` where the
+    range vanishes.
     """
     chosen = select(as_measurements(data), cases)
     I1, I2 = training_invariants(chosen)
-    I1_max = float(np.max(I1 - 3.0))
-    if invariants == "polyconvex":
-        I2_max = float(np.max(I2**1.5 - REFERENCE_I2_POLYCONVEX))
-    else:
-        I2_max = float(np.max(I2 - 3.0))
-    return (I1_max if I1_max > 1e-8 else 1.0, I2_max if I2_max > 1e-8 else 1.0)
+    largest = np.max(np.asarray(pann_inputs(I1, I2, invariants)), axis=0)
+    return tuple(float(v) if v > 1e-8 else 1.0 for v in largest)
 
 
 def build_model(config: Mapping[str, Any], *, key: PRNGKeyArray) -> eqx.Module:
     """Build the (unfinalised) model described by a calibration config.
 
     Keys read: `model` (one of `MODEL_NAMES`) and, for `"pann"`,
-    `width_sizes`, `invariants`, `input_scale`, `floor` and `positivity`
-    (`"clamp"`: `klax.NonNegative` projection, `"softplus"`: positive
-    reparametrisation); for `"cann"`, `terms` (a list of `[invariant, power,
-    activation]`), `invariants`, `input_scale`, `energy_scale` and
-    `log_limit` (see [`CANN`][klax.mechanics.CANN]).
+    `width_sizes`, `invariants`, `input_scale`, `floor`, `energy_scale`
+    (default 1) and `positivity` (`"clamp"`: `klax.NonNegative` projection,
+    `"softplus"`: positive reparametrisation). The classical baselines start
+    from a point drawn from `key` (the starting Ogden exponents differ by
+    key), so restarts of a least-squares fit differ in their starting point.
+    For `"cann"`: `terms` (a list of `[invariant, power, activation]`),
+    `invariants`, `input_scale`, `energy_scale` and `log_limit` (see
+    [`CANN`][klax.mechanics.CANN]).
     """
     name = config["model"]
     if name == "cann":
@@ -388,20 +396,26 @@ def build_model(config: Mapping[str, Any], *, key: PRNGKeyArray) -> eqx.Module:
         model = IncompressiblePANN(
             tuple(config["width_sizes"]),
             config.get("invariants", "polyconvex"),
-            input_scale=tuple(config.get("input_scale", (1.0, 1.0))),
+            input_scale=tuple(config.get("input_scale", 1.0)),
             floor=config.get("floor", 0.0),
+            energy_scale=config.get("energy_scale", 1.0),
             key=key,
         )
         if config.get("positivity", "clamp") == "softplus":
             model = reparametrize_nonnegative(model)
         return model
-    # Baselines start from generic values of the right order for rubber (MPa).
+    # Baselines: a random starting point per key (moduli of the order of rubber
+    # in MPa; least-squares fits solve the moduli exactly anyway, the starting
+    # exponents of Ogden models matter).
+    u = jr.uniform(key, (6,), dtype=jnp.result_type(float))
     if name == "neo-hooke":
-        return NeoHooke(0.3)
+        return NeoHooke(0.1 + 0.9 * u[0])
     if name == "mooney-rivlin":
-        return MooneyRivlin(0.15, 0.01)
+        return MooneyRivlin(0.1 + 0.4 * u[0], 0.1 * u[1])
     if name == "ogden3":
-        return Ogden([0.5, 0.01, -0.01], [1.5, 4.0, -2.0])
+        alpha = jnp.stack([0.5 + 2.5 * u[0], 3.0 + 7.0 * u[1], -0.5 - 4.5 * u[2]])
+        mu = jnp.stack([0.1 + 0.9 * u[3], 1e-3 * u[4], -1e-2 * u[5]])
+        return Ogden(mu, alpha)
     raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}.")
 
 
@@ -435,13 +449,15 @@ def _adam(learning_rate: float) -> optax.GradientTransformation:
 
 class SeedResult(NamedTuple):
     """One trained seed: its index, the trained (unfinalised) model, its history,
-    the final full-data training loss and the training R² per case."""
+    the final full-data training loss, the training R² per case and whether
+    it collapsed (a PANN whose hidden-to-output weights all died)."""
 
     seed: int
     model: Any
     history: History | None
     loss: float
     train_r2: dict[str, float]
+    collapsed: bool = False
 
 
 _predict_jit = eqx.filter_jit(predict_stress)
@@ -562,6 +578,25 @@ def _train_r2(model, curves, cases) -> dict[str, float]:
     return curve_r2(finalize(model), curves, cases)
 
 
+@eqx.filter_jit
+def _refine_members(ensemble: Any, data: Any, max_steps: int) -> Any:
+    """Levenberg–Marquardt on every member of an ensemble (one compiled solve)."""
+    return eqx.filter_vmap(
+        lambda model: refine_least_squares(model, residuals, data, max_steps=max_steps)
+    )(ensemble)
+
+
+@eqx.filter_jit
+def _fit_baseline_members(ensemble: Any, data: Any, max_steps: int) -> Any:
+    """Least-squares fits of a baseline from every member's starting point."""
+
+    def fit(model):
+        model = solve_linear_parameters(model, residuals, data, linear_parameters)
+        return refine_least_squares(model, residuals, data, max_steps=max_steps)
+
+    return eqx.filter_vmap(fit)(ensemble)
+
+
 def train_seeds(
     make_model: Callable[[PRNGKeyArray], eqx.Module],
     data: StressData,
@@ -573,6 +608,7 @@ def train_seeds(
     batch_size: int,
     log_every: int = 100,
     verbose: int = 2,
+    refine_steps: int = 0,
 ) -> list[tuple[Any, History | None, float]]:
     """Train one model per seed, all seeds together; the only loop over seeds.
 
@@ -581,7 +617,11 @@ def train_seeds(
     `jr.fold_in(base_key, s)`; the batch orders come from
     `jr.fold_in(base_key, 10_000 + seeds[0])`, split over the seeds. The
     logged `"loss"` is the loss of each member on all of `data` (not on a
-    batch).
+    batch). With `refine_steps > 0`, every member is then refined by at most
+    that many Levenberg–Marquardt steps on the residual vector
+    ([`refine_least_squares`][klax.mechanics.refine_least_squares]; never
+    worse, constraints kept), and its history gets one more entry, at step
+    `steps + refine_steps`, with the refined loss.
 
     **Returns:** one `(model, history, final_loss)` per seed, in order; each
     history holds that seed's `"loss"` curve.
@@ -606,20 +646,69 @@ def train_seeds(
         verbose=verbose,
         key=jr.fold_in(base_key, 10_000 + seeds[0]),
     )
-    losses = np.asarray(full_loss(ensemble))
     steps_logged, values = history["loss"] if history is not None else ([], [])
+    steps_logged, values = list(steps_logged), [np.asarray(v) for v in values]
+    if refine_steps > 0:
+        refined = _refine_members(ensemble, full, int(refine_steps))
+        ensemble = refined.model
+        n = len(data.stretch)
+        steps_logged.append(steps + int(refine_steps))
+        values.append(np.asarray(refined.loss) / n)
+    losses = np.asarray(full_loss(ensemble))
     results = []
     for i in range(len(seeds)):
         member = ensemble_member(ensemble, i)
-        curve = [float(np.asarray(v)[i]) for v in values]
+        curve = [float(v[i]) for v in values]
         member_history = History(content={"loss": (list(steps_logged), curve)})
         results.append((member, member_history, float(losses[i])))
     return results
 
 
+def fit_baseline(
+    config: Mapping[str, Any],
+    data: StressData,
+    seeds: Sequence[int],
+    *,
+    base_key: PRNGKeyArray,
+    max_steps: int = 200,
+) -> list[tuple[Any, History, float]]:
+    """Least-squares fits of a classical baseline, one per starting point.
+
+    Seed `s` starts from `build_model(config, key=jr.fold_in(base_key, s))`
+    (a different starting point per seed); the moduli are first solved
+    exactly by linear least squares for the starting exponents, then all
+    constants by Levenberg–Marquardt (at most `max_steps` steps) on the
+    residual vector of the loss.
+
+    **Returns:** one `(model, history, final_loss)` per seed, in order; the
+    history holds the loss at the start (step 0) and at the end (step
+    `max_steps`).
+    """
+    if config["model"] == "pann":
+        raise ValueError("`fit_baseline` fits the classical baselines, not 'pann'.")
+    full = tuple(jnp.asarray(a) for a in data)
+    starts = [build_model(config, key=jr.fold_in(base_key, s)) for s in seeds]
+    ensemble = stack_ensemble(starts)
+    out = _fit_baseline_members(ensemble, full, int(max_steps))
+    n = len(data.stretch)
+    start_loss = np.asarray(
+        eqx.filter_vmap(lambda m: stress_loss(m, full, None))(ensemble)
+    )
+    final = np.asarray(out.loss) / n
+    results = []
+    for i in range(len(seeds)):
+        history = History(
+            content={
+                "loss": ([0, int(max_steps)], [float(start_loss[i]), float(final[i])])
+            }
+        )
+        results.append((ensemble_member(out.model, i), history, float(final[i])))
+    return results
+
+
 def calibrate_seeds(
     config: Mapping[str, Any],
-    curves: Mapping[str, LoadCurve],
+    curves: "Measurements | Mapping[str, LoadCurve]",
     *,
     train_cases: Sequence[str],
     seeds: int,
@@ -632,65 +721,96 @@ def calibrate_seeds(
     verbose: int = 2,
     collapse_r2: float = 0.95,
     max_restarts: int = 2,
+    refine_steps: int = 1000,
     report: Callable[[str], None] = print,
 ) -> tuple[SeedResult, list[SeedResult]]:
-    """Train `seeds` restarts, restart collapsed PANN seeds, keep the best.
+    """Calibrate `seeds` restarts, retrain collapsed PANN seeds, keep the best.
 
-    A PANN seed counts as collapsed when all its hidden-to-output weights are
-    (near) zero or its training R² of some case is below `collapse_r2`; it
-    is retrained from the next unused seed, for at most `max_restarts`
-    rounds. The kept model has the lowest full-data training loss among the
-    non-collapsed seeds (among all, if every seed collapsed).
+    PANN: Adam for `steps` steps on all seeds together, then at most
+    `refine_steps` Levenberg–Marquardt steps per seed (`0`: none). A seed
+    counts as collapsed only when all its hidden-to-output weights died (a
+    structural failure that more training cannot undo); it is retrained from
+    the next unused seed, for at most `max_restarts` rounds. A seed that
+    merely fits worse is not collapsed and is not retrained: it just is not
+    kept.
+
+    Baselines (`"neo-hooke"`, `"mooney-rivlin"`, `"ogden3"`): least-squares fits
+    from `seeds` different starting points
+    ([`fit_baseline`][klax.mechanics.fit_baseline]; `steps`, `learning_rate`
+    and `batch_size` are not used).
+
+    The kept model has the lowest full-data training loss among the
+    non-collapsed seeds (among all, if every seed collapsed). If even the kept
+    model fits some training case with R² below `collapse_r2`, `report` gets
+    a warning: restarts do not help then, the data or the model choice
+    should be checked.
 
     **Returns:** `(best, all_results)`.
     """
     data = stress_data(curves, train_cases, loss)
     base_key = jr.key(base_seed)
+    is_pann = config["model"] == "pann"
 
-    # One compiled construction, reused by every seed.
-    make = eqx.filter_jit(lambda key: build_model(config, key=key))
+    def results_of(seed_list, trained):
+        out = []
+        for s, (m, h, value) in zip(seed_list, trained, strict=True):
+            dead = is_pann and output_weights_dead(finalize(m))
+            r2 = _train_r2(m, curves, train_cases)
+            out.append(SeedResult(s, m, h, value, r2, dead))
+        return out
 
-    def run(seed_list):
-        trained = train_seeds(
-            make,
-            data,
-            seed_list,
-            base_key=base_key,
-            steps=steps,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            log_every=log_every,
-            verbose=verbose,
+    if not is_pann:
+        seed_list = list(range(seeds))
+        trained = fit_baseline(
+            config, data, seed_list, base_key=base_key, max_steps=max(refine_steps, 200)
         )
-        return [
-            SeedResult(s, m, h, value, _train_r2(m, curves, train_cases))
-            for s, (m, h, value) in zip(seed_list, trained, strict=True)
-        ]
+        results = results_of(seed_list, trained)
+    else:
+        # One compiled construction, reused by every seed.
+        make = eqx.filter_jit(lambda key: build_model(config, key=key))
 
-    def collapsed(result: SeedResult) -> bool:
-        if config["model"] != "pann":
-            return False
-        worst = min(result.train_r2.values())
-        return output_weights_dead(finalize(result.model)) or not worst >= collapse_r2
-
-    results = run(list(range(seeds)))
-    next_seed = seeds
-    pending = results
-    for _ in range(max_restarts):
-        bad = [r for r in pending if collapsed(r)]
-        if not bad:
-            break
-        fresh = list(range(next_seed, next_seed + len(bad)))
-        next_seed += len(bad)
-        for r, s in zip(bad, fresh, strict=True):
-            report(
-                f"seed {r.seed} collapsed (worst training R² "
-                f"{min(r.train_r2.values()):.3f}); restarting as seed {s}"
+        def run(seed_list):
+            trained = train_seeds(
+                make,
+                data,
+                seed_list,
+                base_key=base_key,
+                steps=steps,
+                learning_rate=learning_rate,
+                batch_size=batch_size,
+                log_every=log_every,
+                verbose=verbose,
+                refine_steps=refine_steps,
             )
-        pending = run(fresh)
-        results = results + pending
-    good = [r for r in results if not collapsed(r)] or results
+            return results_of(seed_list, trained)
+
+        results = run(list(range(seeds)))
+        next_seed = seeds
+        pending = results
+        for _ in range(max_restarts):
+            bad = [r for r in pending if r.collapsed]
+            if not bad:
+                break
+            fresh = list(range(next_seed, next_seed + len(bad)))
+            next_seed += len(bad)
+            for r, s in zip(bad, fresh, strict=True):
+                report(
+                    f"seed {r.seed} collapsed (every hidden-to-output weight is "
+                    f"zero); restarting as seed {s}"
+                )
+            pending = run(fresh)
+            results = results + pending
+    good = [r for r in results if not r.collapsed] or results
     best = min(good, key=lambda r: r.loss if np.isfinite(r.loss) else np.inf)
+    if best.train_r2:
+        case, worst = min(best.train_r2.items(), key=lambda item: item[1])
+        if not worst >= collapse_r2:
+            report(
+                f"warning: the best of {len(results)} seeds fits {case} with "
+                f"training R² {worst:.3f} only; more seeds will not help: check "
+                "the data (signs, units, the point at zero stretch) and the "
+                "model choice"
+            )
     return best, results
 
 

@@ -266,7 +266,90 @@ class Curve(NamedTuple):
 
 def curve_label(load_case: str, stretch_1: float | None) -> str:
     """`"biaxial@1.5"` for a biaxial curve at `λ1 = 1.5`, else the load case name."""
-    return load_case if stretch_1 is None else f"{load_case}@{stretch_1:g}"
+    return load_case if stretch_1 is None else f"{load_case}@{stretch_1:.10g}"
+
+
+def column_name(load_case: str, component: str, unit: str) -> str:
+    """The data-file column a stress component of a load case is read from."""
+    if load_case in LOAD_CASES:
+        return f"nominal_stress_{unit}"
+    if component == "P12":
+        return f"shear_stress_{unit}"
+    return f"nominal_stress_{1 if component == 'P11' else 2}_{unit}"
+
+
+def _expected_sign(data: Measurements) -> np.ndarray:
+    """The sign a stress must have for any isotropic `W` with `W_1, W_2 >= 0`.
+
+    `P11 ∝ λ1 - λ3²/λ1`, i.e. the sign of `λ1² λ2 - 1` (λ2 from the load case),
+    `P22` likewise, `P12 = 2γ(W_1 + W_2)` has the sign of `γ`; `0` where no
+    sign follows (the undeformed state, the normal stresses of simple shear).
+    """
+    case, lam2 = data.case_index, data.stretch_2
+    lam1 = np.where(case == 4, 1.0, data.stretch)  # γ of simple shear: no stretch
+    lam2 = np.select(
+        [case == 0, case == 1, case == 2], [lam1**-0.5, lam1, np.ones_like(lam1)], lam2
+    )
+    p11 = np.sign(np.round(lam1 * lam1 * lam2 - 1.0, 12))
+    p22 = np.sign(np.round(lam2 * lam2 * lam1 - 1.0, 12))
+    sign = np.where(data.component == 0, p11, p22)
+    shear = case == 4
+    gamma = np.where(shear, data.stretch, 0.0)
+    sign = np.where(shear, np.where(data.component == 2, np.sign(gamma), 0.0), sign)
+    # Uniaxial tension has no lateral stress to check.
+    return np.where((case == 0) & (data.component == 1), 0.0, sign)
+
+
+def _undeformed(data: Measurements) -> np.ndarray:
+    shear = data.case_index == 4
+    at_one = np.isclose(data.stretch, 1.0, rtol=0.0, atol=1e-9)
+    at_one_2 = np.isclose(data.stretch_2, 1.0, rtol=0.0, atol=1e-9)
+    return np.where(shear, np.abs(data.stretch) <= 1e-12, at_one & at_one_2)
+
+
+def sanity_warnings(data: Measurements, limit: int = 5) -> list[str]:
+    """One-line warnings about measurements that look wrong (not errors).
+
+    Flags a stress whose sign is opposite to the deformation (see
+    `_expected_sign`; e.g. a negative uniaxial stress at `λ > 1`), larger
+    than 2 % of its curve's largest stress, and a stress at the undeformed
+    state (`λ = 1`, `γ = 0`) larger than 5 % of its curve's largest stress.
+    At most `limit` rows are named per kind of problem, then a count.
+    """
+    messages: list[str] = []
+    peak = np.zeros(data.size)
+    for curve in data.curves():
+        peak[curve.index] = np.max(np.abs(data.stress[curve.index]))
+    sign = _expected_sign(data)
+    flipped = np.flatnonzero(
+        (sign * data.stress < 0) & (np.abs(data.stress) > 0.02 * peak)
+    )
+    offset = np.flatnonzero(_undeformed(data) & (np.abs(data.stress) > 0.05 * peak))
+    for indices, what in (
+        (
+            flipped,
+            "has the sign opposite to the deformation (check the sign "
+            "convention or the row)",
+        ),
+        (
+            offset,
+            "is clearly non-zero at the undeformed state (check the "
+            "zero offset of the load cell)",
+        ),
+    ):
+        for i in indices[:limit]:
+            case = ALL_LOAD_CASES[data.case_index[i]]
+            comp = STRESS_COMPONENTS[data.component[i]]
+            unit = str(data.unit[i])
+            where = f"{data.source[i]}: " if data.source[i] else ""
+            value = data.stress[i] / UNITS[unit]
+            messages.append(
+                f"{where}row {data.row[i]}: {column_name(case, comp, unit)} = "
+                f"{value:.4g} ({case}) {what}"
+            )
+        if len(indices) > limit:
+            messages.append(f"... and {len(indices) - limit} more such row(s)")
+    return messages
 
 
 def _cell(row: dict, column: str | None) -> str:

@@ -25,7 +25,7 @@ from .._ensemble import ensemble_member, fit_ensemble
 from .._logging import History
 from .._losses import Loss
 from .._wrappers import apply, finalize
-from ._calibration import evaluate_cases, residuals as stress_residuals, stress_loss
+from ._calibration import curve_r2, residuals as stress_residuals, stress_loss
 from ._cann import (
     CANN,
     CANNTerm,
@@ -36,7 +36,7 @@ from ._cann import (
     sparse_adam,
     with_strength,
 )
-from ._data import LoadCurve, fit_metrics
+from ._data import LoadCurve
 from ._kinematics import (
     REFERENCE_I2_POLYCONVEX,
     _cofactor,
@@ -49,23 +49,35 @@ from ._loadcases import check_load_case
 LAW_FORMAT = "klax.mechanics.discovered-law/1"
 
 
-def data_energy_scale(curves: Mapping[str, LoadCurve], cases: Sequence[str]) -> float:
-    """The largest strain energy density reached in the data: a CANN `energy_scale`.
+def data_energy_scale(data: Any, cases: Sequence[str] | None = None) -> float:
+    """The strain energy density reached in the data (MPa): a CANN `energy_scale`.
 
-    The work done on an incompressible specimen is `∫ P11 dλ` in uniaxial
-    tension and pure shear and `2 ∫ P11 dλ` in equibiaxial tension (two loaded
-    directions); the integral runs from the reference state `(1, 0)` through
-    the measured points (trapezoidal rule). With it as `energy_scale` the CANN
-    weights are of order one whatever the stress unit or stiffness.
+    For a dict of load curves: the largest work done on an incompressible
+    specimen, `∫ P11 dλ` in uniaxial tension and pure shear and `2 ∫ P11 dλ`
+    in equibiaxial tension (two loaded directions), integrated from the
+    reference state `(1, 0)` through the measured points (trapezoidal rule).
+    For general [`Measurements`][klax.mechanics.Measurements] (other load
+    cases): the RMS training stress ([`stress_scale`][klax.mechanics.stress_scale]),
+    the same order of magnitude. With it as `energy_scale` the CANN weights
+    are of order one whatever the stress unit or stiffness.
     """
-    best = 0.0
-    for case in cases:
-        curve = curves[check_load_case(case, "data_energy_scale")]
-        lam = np.concatenate([[1.0], np.asarray(curve.stretch, np.float64)])
-        stress = np.concatenate([[0.0], np.asarray(curve.stress, np.float64)])
-        factor = 2.0 if case == "equibiaxial" else 1.0
-        work = factor * float(np.sum(0.5 * (stress[1:] + stress[:-1]) * np.diff(lam)))
-        best = max(best, abs(work))
+    from ._calibration import stress_data, stress_scale
+
+    if isinstance(data, Mapping) and all(
+        isinstance(c, LoadCurve) for c in data.values()
+    ):
+        best = 0.0
+        for case in data if cases is None else cases:
+            curve = data[check_load_case(case, "data_energy_scale")]
+            lam = np.concatenate([[1.0], np.asarray(curve.stretch, np.float64)])
+            stress = np.concatenate([[0.0], np.asarray(curve.stress, np.float64)])
+            factor = 2.0 if case == "equibiaxial" else 1.0
+            work = factor * float(
+                np.sum(0.5 * (stress[1:] + stress[:-1]) * np.diff(lam))
+            )
+            best = max(best, abs(work))
+    else:
+        best = float(stress_scale(stress_data(data, cases)))
     return best if best > 1e-12 else 1.0
 
 
@@ -258,36 +270,35 @@ def term_label(term: CANNTerm, invariants: str = "polyconvex") -> str:
 
 def path_table(
     path: RegularisationPath,
-    curves: Mapping[str, LoadCurve],
+    data: Any,
     train_cases: Sequence[str],
     test_cases: Sequence[str] = (),
     models: Sequence[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per strength: active terms and R² per curve (training and held out).
 
-    `models` (default: the path's members) are the models to evaluate, one
-    per strength, e.g. the members after [`polish`][klax.mechanics.polish].
-    Each row is a dict with `strength`, `active` (the number of surviving
-    terms), `terms` (their labels), `loss` (training loss without penalty)
-    and `r2` (load case → R²), plus `split` (load case → `"train"`/`"test"`).
+    `data` are the measurements (a [`Measurements`][klax.mechanics.Measurements]
+    or a dict of load curves), `train_cases` and `test_cases` selections of
+    them (see [`stress_data`][klax.mechanics.stress_data]). `models` (default:
+    the path's members) are the models to evaluate, one per strength, e.g.
+    the members after [`polish`][klax.mechanics.polish]. Each row is a dict
+    with `strength`, `active` (the number of surviving terms), `terms` (their
+    labels), `loss` (training loss without penalty of the trained member),
+    `r2` (curve name → R², as [`curve_r2`][klax.mechanics.curve_r2]) and
+    `split` (curve name → `"train"`/`"test"`).
     """
-    cases = list(train_cases) + [c for c in test_cases if c not in train_cases]
-    stretches = [curves[c].stretch for c in cases]
-    rows = []
-    terms = path.ensemble.terms
-    invariants = getattr(path.ensemble, "invariants", "polyconvex")
     if models is not None and len(models) != len(path.strengths):
         raise ValueError(
             f"`path_table(models=...)` needs one model per strength "
             f"({len(path.strengths)}); got {len(models)}."
         )
+    rows = []
+    terms = path.ensemble.terms
+    invariants = getattr(path.ensemble, "invariants", "polyconvex")
     for i, strength in enumerate(path.strengths):
         member = path.member(i) if models is None else finalize(models[i])
-        predicted = evaluate_cases(member, cases, stretches)
-        r2 = {
-            c: fit_metrics(curves[c].stress, y).r2
-            for c, y in zip(cases, predicted, strict=True)
-        }
+        r2_train = curve_r2(member, data, list(train_cases))
+        r2_test = curve_r2(member, data, list(test_cases)) if test_cases else {}
         mask = active_terms(member)
         rows.append(
             dict(
@@ -299,8 +310,11 @@ def path_table(
                     if m
                 ],
                 loss=float(path.loss[i]),
-                r2=r2,
-                split={c: ("train" if c in train_cases else "test") for c in cases},
+                r2={**r2_train, **r2_test},
+                split={
+                    **{c: "train" for c in r2_train},
+                    **{c: "test" for c in r2_test},
+                },
             )
         )
     return rows
@@ -791,7 +805,7 @@ class Discovery(NamedTuple):
 
 
 def discover_law(
-    curves: Mapping[str, LoadCurve],
+    data: Any,
     train_cases: Sequence[str],
     test_cases: Sequence[str] = (),
     *,
@@ -809,7 +823,10 @@ def discover_law(
 ) -> Discovery:
     """Automated model discovery on load curves, end to end.
 
-    Builds a [`CANN`][klax.mechanics.CANN] (from `config` as for
+    `data`: [`Measurements`][klax.mechanics.Measurements] or a dict of load
+    curves; `train_cases`, `test_cases`: selections of them (see
+    [`stress_data`][klax.mechanics.stress_data]). Builds a
+    [`CANN`][klax.mechanics.CANN] (from `config` as for
     [`build_model`][klax.mechanics.build_model], `model: "cann"`; missing
     scales are taken from the training data), trains the regularisation path
     (`strengths` log-spaced strengths, plus strength 0 if
@@ -823,12 +840,13 @@ def discover_law(
     config = dict(config or {"model": "cann"})
     invariants = config.setdefault("invariants", "isochoric")
     config.setdefault(
-        "input_scale", list(invariant_scales(curves, train_cases, invariants))
+        "input_scale", list(invariant_scales(data, train_cases, invariants))
     )
-    config.setdefault("energy_scale", data_energy_scale(curves, train_cases))
+    config.setdefault("energy_scale", data_energy_scale(data, train_cases))
     init_key, train_key = jr.split(key)
     model = build_model(config, key=init_key)
-    data = stress_data(curves, train_cases)
+    measured = data
+    data = stress_data(measured, train_cases)
     values = path_strengths(model, data, strengths)
     if include_unregularised:
         values = np.append(values, 0.0)
@@ -844,7 +862,7 @@ def discover_law(
         key=train_key,
     )
     models = [polish(path.member(i), data) for i in range(len(values))]
-    rows = path_table(path, curves, train_cases, test_cases, models=models)
+    rows = path_table(path, measured, train_cases, test_cases, models=models)
     selected = select_member(rows, tolerance)
     law = discovered_law(models[selected], units)
     steps_logged, logged = (

@@ -33,7 +33,6 @@ from .._wrappers import NonTrainable, Unwrappable, check_finalized
 from ..nn import FICNN
 from ._baselines import AbstractIsotropicPotential
 from ._kinematics import (
-    REFERENCE_I2_POLYCONVEX,
     _cofactor,
     _det,
     as_deformation_gradient,
@@ -43,10 +42,12 @@ from ._kinematics import (
 from ._networks import PartiallyMonotoneFICNN
 
 Scalar = Float[Array, ""]
-Invariants = Literal["polyconvex", "isochoric"]
+Invariants = Literal["incompressible", "polyconvex", "isochoric"]
 
 
-def _check_scale(scale: Any, n: int, owner: str) -> tuple[float, ...]:
+def _check_scale(
+    scale: Any, n: int, owner: str, name: str = "input_scale"
+) -> tuple[float, ...]:
     items: Any = (scale,) * n if isinstance(scale, (int, float)) else scale
     try:
         if isinstance(scale, bool):
@@ -54,12 +55,12 @@ def _check_scale(scale: Any, n: int, owner: str) -> tuple[float, ...]:
         values = tuple(float(s) for s in items)
     except (TypeError, ValueError):
         raise TypeError(
-            f"`{owner}(input_scale=...)` must be a positive number or a sequence of "
+            f"`{owner}({name}=...)` must be a positive number or a sequence of "
             f"{n} positive numbers; got {scale!r}."
         ) from None
     if len(values) != n or not all(v > 0 and v < float("inf") for v in values):
         raise ValueError(
-            f"`{owner}(input_scale=...)` must be a positive number or a sequence of "
+            f"`{owner}({name}=...)` must be a positive number or a sequence of "
             f"{n} positive finite numbers; got {scale!r}."
         )
     return values
@@ -100,22 +101,108 @@ def _growth(J: Array) -> Array:
     return (J + 1.0 / J - 2.0) ** 2
 
 
-class IncompressiblePANN(AbstractIsotropicPotential):
-    """Isotropic incompressible PANN on $(\\tilde I_1, \\tilde I_2)$.
+INVARIANT_SETS: dict[str, tuple[str, ...]] = {
+    "incompressible": ("Ĩ1", "√Ī2", "Ī2"),
+    "polyconvex": ("Ĩ1", "Ĩ2"),
+    "isochoric": ("Ī1", "Ī2"),
+}
+"""The input sets of `IncompressiblePANN`: name -> the invariants fed to the network."""
 
-    $$W(F) = N\\!\\left(\\frac{\\tilde I_1 - 3}{s_1},
-    \\frac{\\tilde I_2 - 3^{3/2}}{s_2}\\right) - N(0, 0)
-    + \\mu_\\varepsilon (\\tilde I_1 - 3)$$
+POLYCONVEX_AT_ANY_J: dict[str, bool] = {
+    "incompressible": False,
+    "polyconvex": True,
+    "isochoric": False,
+}
+"""Whether an input set is polyconvex for every `J > 0` (`True`) or only on the
+incompressible manifold `J = 1` (`False`: it holds `Ī2`)."""
+
+
+def _check_invariants(invariants: Any, owner: str) -> str:
+    if not isinstance(invariants, str) or invariants not in INVARIANT_SETS:
+        raise ValueError(
+            f"`{owner}(invariants=...)` must be one of "
+            f"{', '.join(repr(k) for k in INVARIANT_SETS)}; got {invariants!r}."
+        )
+    return invariants
+
+
+def pann_inputs(
+    I1: ArrayLike, I2: ArrayLike, invariants: str = "incompressible"
+) -> Array:
+    """The shifted (unscaled) inputs of an incompressible PANN at `J = 1`.
+
+    From the principal invariants `I1`, `I2` of an incompressible state,
+    returns the network inputs before division by `input_scale`: each
+    invariant of the set minus its reference value, e.g. for
+    `"incompressible"`
+    $(\\tilde I_1 - 3, \\sqrt{\\bar I_2} - \\sqrt 3, \\bar I_2 - 3)$. Their
+    largest values over the training deformations are a good `input_scale`.
+
+    **Arguments:**
+
+    - `I1`, `I2`: arrays of the same shape (any shape).
+    - `invariants`: the input set, a key of `INVARIANT_SETS`.
+
+    **Returns:** an array of shape `(*I1.shape, k)` with `k` the number of
+    inputs of the set.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from klax.mechanics import pann_inputs
+        >>> pann_inputs(jnp.array(3.0), jnp.array(3.0)).tolist()
+        [0.0, 0.0, 0.0]
+    """
+    _check_invariants(invariants, "pann_inputs")
+    I1, I2 = jnp.asarray(I1), jnp.asarray(I2)
+    return _shifted_inputs(invariants, I1, jnp.sqrt(I2), I2, jnp.sqrt(I2) ** 3)
+
+
+_REFERENCE = {"Ĩ1": 3.0, "Ī1": 3.0, "√Ī2": 3.0**0.5, "Ī2": 3.0, "Ĩ2": 3.0**1.5}
+
+
+def _shifted_inputs(
+    invariants: str, I1: Array, root_I2: Array, I2: Array, I2_tilde: Array
+) -> Array:
+    values = {"Ĩ1": I1, "Ī1": I1, "√Ī2": root_I2, "Ī2": I2, "Ĩ2": I2_tilde}
+    names = INVARIANT_SETS[invariants]
+    return jnp.stack([values[k] - _REFERENCE[k] for k in names], axis=-1)
+
+
+class IncompressiblePANN(AbstractIsotropicPotential):
+    """Isotropic incompressible PANN on a set of isochoric invariants.
+
+    $$W(F) = N\\!\\left(\\frac{x_1}{s_1}, \\dots, \\frac{x_k}{s_k}\\right)
+    - N(0, \\dots, 0) + \\mu_\\varepsilon (\\tilde I_1 - 3)$$
 
     with an input-convex network `N` (a [`klax.nn.FICNN`][] with
-    `non_decreasing=True`), Dammaß, Kalina & Kästner (2025). Convexity and
-    monotonicity of `N`, together with $\\tilde I_1 \\geq 3$ and
-    $\\tilde I_2 \\geq 3^{3/2}$, make `W` polyconvex, zero at `F = I` and
-    non-negative. The reference stress of `N` is a pure pressure, which the
-    incompressibility constraint absorbs, so no stress normalisation is
-    needed. With `invariants="isochoric"` the inputs are $(\\bar I_1, \\bar
-    I_2)$ instead (the reference example's choice; $\\bar I_2$ is polyconvex
-    only at exactly `J = 1`).
+    `non_decreasing=True`) and the inputs $x_i$ the invariants of the set,
+    shifted to zero at `F = I` ([`pann_inputs`][klax.mechanics.pann_inputs]).
+    Input sets:
+
+    - `"incompressible"` (the default of `klax-calibrate`):
+      $(\\tilde I_1, \\sqrt{\\bar I_2}, \\bar I_2)$. The classical models lie in
+      the model class: neo-Hooke and Mooney–Rivlin are linear in
+      $\\bar I_1 = \\tilde I_1$ and $\\bar I_2$, which the passthrough of `N`
+      represents exactly, and the $\\sqrt{\\bar I_2}$ input gives the
+      concave-in-$\\bar I_2$ response of Carroll-type models that rubber
+      data in equibiaxial tension need. At exactly `J = 1`,
+      $\\sqrt{\\bar I_2} = \\|\\operatorname{cof} F\\|$ and
+      $\\bar I_2 = \\|\\operatorname{cof} F\\|^2$ are convex in `cof F`, so the
+      potential is polyconvex on the incompressible manifold, where it is
+      used; it is **not** polyconvex as a function of a compressible `F`
+      (`J ≠ 1`).
+    - `"polyconvex"` (default): $(\\tilde I_1, \\tilde I_2)$ of Dammaß, Kalina &
+      Kästner (2025), polyconvex for every `J > 0`. A function convex
+      and non-decreasing in $\\tilde I_2$ cannot contain a term linear in
+      $\\bar I_2$, so Mooney–Rivlin is outside this class.
+    - `"isochoric"`: $(\\bar I_1, \\bar I_2)$ (the reference example's
+      choice; polyconvex only at `J = 1`, as `"incompressible"`).
+
+    Convexity and monotonicity of `N`, together with every input being at
+    least its reference value, make `W` polyconvex (in the sense above), zero
+    at `F = I` and non-negative. The reference stress of `N` is a pure
+    pressure, which the incompressibility constraint absorbs, so no stress
+    normalisation is needed.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -127,9 +214,10 @@ class IncompressiblePANN(AbstractIsotropicPotential):
     """
 
     network: FICNN
-    invariants: Invariants = eqx.field(static=True)
-    input_scale: tuple[float, float] = eqx.field(static=True)
+    invariants: str = eqx.field(static=True)
+    input_scale: tuple[float, ...] = eqx.field(static=True)
     floor: float = eqx.field(static=True)
+    energy_scale: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -139,6 +227,7 @@ class IncompressiblePANN(AbstractIsotropicPotential):
         floor: float = 0.0,
         activation: Callable[[Array], Array] = jax.nn.softplus,
         dtype: Any = None,
+        energy_scale: float = 1.0,
         *,
         key: PRNGKeyArray,
     ):
@@ -146,25 +235,28 @@ class IncompressiblePANN(AbstractIsotropicPotential):
 
         - `width_sizes`: hidden widths of the FICNN, e.g. `[8]` (one layer of 8,
           the reference example) or `[4, 4]` (Dammaß et al.).
-        - `invariants`: `"polyconvex"` for $(\\tilde I_1, \\tilde I_2)$ or
-          `"isochoric"` for $(\\bar I_1, \\bar I_2)$.
-        - `input_scale`: positive divisor(s) of the two shifted inputs, e.g. their
-          range in the calibration data (conditioning only).
+        - `invariants`: the input set: `"incompressible"` for
+          $(\\tilde I_1, \\sqrt{\\bar I_2}, \\bar I_2)$, `"polyconvex"` for
+          $(\\tilde I_1, \\tilde I_2)$ or `"isochoric"` for $(\\bar I_1, \\bar I_2)$.
+        - `input_scale`: positive divisor(s) of the shifted inputs (one number,
+          or one per input), e.g. their range in the calibration data
+          (conditioning only).
         - `floor`: coefficient $\\mu_\\varepsilon \\geq 0$ of an optional
           neo-Hookean floor that guarantees growth (default 0, off).
         - `activation`: convex, non-decreasing activation (default softplus).
         - `dtype`: parameter dtype; defaults to float64 with x64 enabled, else
           float32.
+        - `energy_scale`: a fixed positive factor on the network energy, e.g.
+          the stress scale of the data (in the stress unit), so that a
+          freshly initialised network starts at the data's order of
+          magnitude (conditioning only; default 1).
         - `key`: a JAX random key. (Keyword only argument.)
         """
         owner = "IncompressiblePANN"
-        if invariants not in ("polyconvex", "isochoric"):
-            raise ValueError(
-                f"`{owner}(invariants=...)` must be 'polyconvex' or 'isochoric'; "
-                f"got {invariants!r}."
-            )
+        invariants = _check_invariants(invariants, owner)  # pyright: ignore[reportAssignmentType]
+        n = len(INVARIANT_SETS[invariants])
         self.network = FICNN(
-            2,
+            n,
             "scalar",
             _widths(width_sizes, owner),
             non_decreasing=True,
@@ -173,16 +265,15 @@ class IncompressiblePANN(AbstractIsotropicPotential):
             key=key,
         )
         self.invariants = invariants
-        self.input_scale = _check_scale(input_scale, 2, owner)  # pyright: ignore[reportAttributeAccessIssue]
+        self.input_scale = _check_scale(input_scale, n, owner)
         self.floor = _check_nonnegative(floor, "floor", owner)
+        self.energy_scale = _check_scale(energy_scale, 1, owner, "energy_scale")[0]
 
-    def _energy(self, I1: Array, I2_input: Array) -> Array:
-        s1, s2 = self.input_scale
-        reference_2 = (
-            REFERENCE_I2_POLYCONVEX if self.invariants == "polyconvex" else 3.0
-        )
-        x = jnp.stack([(I1 - 3.0) / s1, (I2_input - reference_2) / s2])
+    def _energy(self, x: Array, I1: Array) -> Array:
+        x = x / jnp.asarray(self.input_scale, dtype=x.dtype)
         energy = self.network(x) - self.network(jnp.zeros_like(x))
+        if self.energy_scale != 1.0:
+            energy = self.energy_scale * energy
         if self.floor:
             energy = energy + self.floor * (I1 - 3.0)
         return energy
@@ -196,23 +287,29 @@ class IncompressiblePANN(AbstractIsotropicPotential):
     def lifted_energy(self, F: ArrayLike, cof: ArrayLike, J: ArrayLike) -> Scalar:
         """The energy as a function of independent `(F, cof F, det F)`.
 
-        `W(F) = lifted_energy(F, cof F, det F)`; for `invariants="polyconvex"`
+        `W(F) = lifted_energy(F, cof F, det F)`. For `invariants="polyconvex"`
         this function is jointly convex in its arguments (for `J > 0`), which is
-        what polyconvexity means.
+        what polyconvexity means; for the sets holding $\\bar I_2$ it is jointly
+        convex in `(F, cof F)` at `J = 1`.
         """
         check_finalized(self)
         F, cof, J = jnp.asarray(F), jnp.asarray(cof), jnp.asarray(J)
         I1 = jnp.sum(F * F) * J ** (-2.0 / 3.0)
-        if self.invariants == "polyconvex":
-            I2 = jnp.sqrt(jnp.sum(cof * cof)) ** 3 / J**2
-        else:
-            I2 = jnp.sum(cof * cof) * J ** (-4.0 / 3.0)
-        return self._energy(I1, I2)
+        cof2 = jnp.sum(cof * cof)
+        norm = jnp.sqrt(cof2)
+        x = _shifted_inputs(
+            self.invariants,
+            I1,
+            norm * J ** (-2.0 / 3.0),
+            cof2 * J ** (-4.0 / 3.0),
+            norm**3 / J**2,
+        )
+        return self._energy(x, I1)
 
     def isotropic_energy(self, I1: ArrayLike, I2: ArrayLike) -> Scalar:
         """The energy at `J = 1` as a function of the invariants `I1`, `I2`."""
-        I1, I2 = jnp.asarray(I1), jnp.asarray(I2)
-        return self._energy(I1, I2**1.5 if self.invariants == "polyconvex" else I2)
+        I1 = jnp.asarray(I1)
+        return self._energy(pann_inputs(I1, I2, self.invariants), I1)
 
 
 def _network_input_gradient(network: Callable[[Array], Array], n: int, dtype) -> Array:
