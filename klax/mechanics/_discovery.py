@@ -879,8 +879,12 @@ def discover_law(
     return Discovery(path, models, rows, selected, law, history)
 
 
-def write_discovery(directory: Any, discovery: Discovery) -> list[str]:
-    """Write `path.csv` (the table), `law.txt` (the formula) and `law.json`.
+def write_discovery(
+    directory: Any, discovery: Discovery, plot: bool = True
+) -> list[str]:
+    """Write `path.csv` (the table), `law.txt` (the formula), `law.json` and,
+    with `plot` and matplotlib installed, `pareto.png` (active terms against
+    the worst training and held-out `1 − R²`).
 
     **Returns:** the names of the written files.
     """
@@ -908,4 +912,37 @@ def write_discovery(directory: Any, discovery: Discovery) -> list[str]:
     (directory / "law.json").write_text(
         json.dumps(discovery.law.to_json(), indent=2, ensure_ascii=False) + "\n"
     )
-    return ["path.csv", "law.txt", "law.json"]
+    written = ["path.csv", "law.txt", "law.json"]
+    if plot and _pareto_plot(directory / "pareto.png", discovery):
+        written.append("pareto.png")
+    return written
+
+
+def _pareto_plot(path: Any, discovery: Discovery) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    rows = discovery.rows
+    fig = Figure(figsize=(5.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    active = np.array([r["active"] for r in rows])
+    for split, marker in (("train", "x"), ("test", "o")):
+        names = [c for c in rows[0]["r2"] if rows[0]["split"][c] == split]
+        if not names:
+            continue
+        worst = np.array([min(r["r2"][c] for c in names) for r in rows])
+        ax.semilogy(active, np.maximum(1.0 - worst, 1e-16), marker, label=split)
+    chosen = rows[discovery.selected]
+    worst_all = min(chosen["r2"].values())
+    ax.semilogy(
+        [chosen["active"]], [max(1.0 - worst_all, 1e-16)], "r*", ms=12, label="selected"
+    )
+    ax.set(xlabel="active terms", ylabel="1 − worst R²", title="Pareto front")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=100)
+    return True

@@ -12,7 +12,7 @@ Outputs in `--out`: `model.eqx` + `model.json` (reload with
 `--model cann` (automated model discovery: a sparse CANN trained along a
 regularisation path of `--strengths` penalties in one ensemble fit, the
 sparsest law within `--tolerance` of the best R² selected) also writes
-`path.csv`, `law.txt` and `law.json`.
+`path.csv`, `law.txt`, `law.json` and `pareto.png`.
 Exit codes: 0 success, 2 invalid input (nothing is written), 3 an R²
 requirement of `--require-r2` was missed.
 
@@ -755,7 +755,11 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
         )
         out: pathlib.Path = checked["out"]
         plotted = _write(out, args, best, results, rows, model, config)
-        extra = [] if discovery is None else write_discovery(out, discovery)
+        extra = (
+            []
+            if discovery is None
+            else write_discovery(out, discovery, plot=not args.no_plot)
+        )
     elapsed = time.perf_counter() - start
     _report(args, rows, results, best, mu0, unit, constants, elapsed, plotted, out)
     if discovery is not None:
