@@ -25,8 +25,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check klax tests benchmarks examples
 	$(BIN)/ruff format --check klax tests benchmarks examples
 
+# NO_MKDOCS_2_WARNING silences mkdocs-material's banner about MkDocs 2.0.
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .ruff_cache

@@ -199,7 +199,7 @@ INVALID = {
         ["--train", "uniaxal"],
         "--train: unknown load case 'uniaxal'",
     ),
-    "bad steps": (HEADER + TREL, ["--steps", "0"], "--steps must be at least 1"),
+    "bad steps": (HEADER + TREL, ["--steps", "-1"], "--steps must be at least 0"),
     "bad lr": (HEADER + TREL, ["--lr", "-1"], "--lr must be a positive number"),
     "not an int": (HEADER + TREL, ["--seeds", "two"], "argument --seeds: invalid int"),
     "bad model": (
@@ -410,3 +410,35 @@ def test_help_lists_cases_schema_and_exit_codes(capsys):
         "--overwrite",
     ):
         assert needle in text, needle
+
+
+def _in_unit(text, unit, factor):
+    """`text` (stresses in kPa) with every stress converted to `unit`."""
+    lines = text.splitlines()
+    out = [lines[0].replace("_kPa", f"_{unit}")]
+    for line in lines[1:]:
+        cells = line.split(",")
+        cells[5:] = [repr(float(c) * factor) if c else "" for c in cells[5:]]
+        out.append(",".join(cells))
+    return "\n".join(out) + "\n"
+
+
+def test_same_data_in_pa_and_mpa_gives_the_same_fit(tmp_path, capsys):
+    """Unit invariance end to end: the same data in kPa, MPa and Pa."""
+    results = {}
+    for unit, factor in (("kPa", 1.0), ("MPa", 1e-3), ("Pa", 1e3)):
+        path = tmp_path / f"{unit}.csv"
+        path.write_text(_in_unit(MIXED, unit, factor))
+        out = tmp_path / unit
+        args = [*QUICK, "--seeds", "1", "--no-plot", "--data", str(path)]
+        assert main([*args, "--out", str(out)]) == 0
+        results[unit] = (read_csv(out / "metrics.csv"), factor)
+    reference, _ = results["kPa"]
+    for unit in ("MPa", "Pa"):
+        rows, factor = results[unit]
+        assert {r["unit"] for r in rows} == {unit}
+        for a, b in zip(reference, rows, strict=True):
+            assert float(b["r2"]) == pytest.approx(float(a["r2"]), abs=1e-6)
+            # Errors are reported in the data's unit.
+            assert float(b["mae"]) == pytest.approx(factor * float(a["mae"]), rel=1e-6)
+    capsys.readouterr()

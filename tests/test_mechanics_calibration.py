@@ -251,7 +251,7 @@ def test_calibrate_seeds_restarts_only_dead_seeds(monkeypatch):
         train_cases=TREL_TRAIN,
         seeds=3,
         base_seed=0,
-        steps=5,
+        steps=0,
         learning_rate=2e-3,
         batch_size=32,
         verbose=0,
@@ -267,7 +267,7 @@ def test_calibrate_seeds_restarts_only_dead_seeds(monkeypatch):
     assert best.seed in (2, 3, 4)
     assert best.loss == min(r.loss for r in results if not r.collapsed)
     steps, values = best.history["loss"]
-    assert steps[0] == 0 and steps[-1] == 5 + 3
+    assert steps == [0, 3]  # the initial loss, then after the refinement
     assert values[-1] <= values[-2]  # the refinement never makes it worse
     assert set(best.train_r2) == set(TREL_TRAIN)
 
@@ -287,7 +287,7 @@ def test_poor_fit_warns_instead_of_restarting():
         train_cases=TREL_TRAIN,
         seeds=2,
         base_seed=0,
-        steps=5,
+        steps=0,
         learning_rate=2e-3,
         batch_size=32,
         verbose=0,
@@ -297,26 +297,45 @@ def test_poor_fit_warns_instead_of_restarting():
     )
     assert [r.seed for r in results] == [0, 1]
     assert not any(r.collapsed for r in results)
-    assert len(messages) == 1 and "uniaxial with training R²" in messages[0]
-    assert "check the data" in messages[0]
+    assert len(messages) == 1 and "with training R²" in messages[0]
+    assert "check the data" in messages[0] and "collapsed" not in messages[0]
 
 
 def _max_rel_error(fitted, truth):
+    """Largest relative error of the constants; Ogden terms in any order."""
+
+    def terms(constants):
+        n = sum(k.startswith("alpha_") for k in constants)
+        if not n:
+            return [sorted(constants.items())]
+        pairs = [
+            (constants[f"alpha_{p}"], constants[f"mu_{p}"]) for p in range(1, n + 1)
+        ]
+        return sorted(pairs)
+
     return max(
-        abs(fitted[k] - truth[k]) / abs(truth[k]) for k in truth if truth[k] != 0
+        abs(a - b) / abs(b)
+        for fit, true in zip(terms(fitted), terms(truth), strict=True)
+        for a, b in zip(
+            fit if isinstance(fit, tuple) else [v for _, v in fit],
+            true if isinstance(true, tuple) else [v for _, v in true],
+            strict=True,
+        )
     )
 
 
 @pytest.mark.parametrize(
-    "name, truth",
+    "name, make_truth",
     [
-        ("neo-hooke", km.NeoHooke(0.35)),
-        ("mooney-rivlin", km.MooneyRivlin(0.2, 0.02)),
-        ("ogden3", km.Ogden([0.63, 0.0012, -0.01], [1.3, 5.0, -2.0])),
+        ("neo-hooke", lambda: km.NeoHooke(0.35)),
+        ("mooney-rivlin", lambda: km.MooneyRivlin(0.2, 0.02)),
+        ("ogden3", lambda: km.Ogden([0.63, 0.0012, -0.01], [1.3, 5.0, -2.0])),
     ],
     ids=["neo-hooke", "mooney-rivlin", "ogden3"],
 )
-def test_least_squares_baselines_recover_parameters(name, truth):
+def test_least_squares_baselines_recover_parameters(name, make_truth):
+    truth = make_truth()  # float64 parameters (built under x64)
+    assert jax.tree.leaves(truth)[0].dtype == jnp.float64
     curves = synthetic_curves(
         truth, {"uniaxial": 6.0, "equibiaxial": 3.5, "pure_shear": 4.0}
     )
@@ -334,7 +353,7 @@ def test_least_squares_baselines_recover_parameters(name, truth):
     )
     model, history, loss = min(fits, key=lambda f: f[2])
     assert loss < 1e-20 and history["loss"][1][-1] == loss
-    assert model.mu.dtype == jnp.float64 if hasattr(model, "mu") else True
+    assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(model))
     assert (
         _max_rel_error(km.baseline_constants(model), km.baseline_constants(truth))
         < 1e-6
@@ -438,11 +457,11 @@ def test_default_inputs_contain_mooney_rivlin():
             train_cases=train,
             seeds=1,
             base_seed=0,
-            steps=200,
+            steps=0,
             learning_rate=1e-2,
             batch_size=32,
             verbose=0,
-            refine_steps=200,
+            refine_steps=100,
             report=lambda message: None,
         )
         model = klax.finalize(best.model)

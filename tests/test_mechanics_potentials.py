@@ -519,7 +519,8 @@ def test_jit_vmap_grad_wrt_parameters(incompressible):
     W = incompressible[-1]
     Fs = jnp.asarray(random_F(np.random.default_rng(7), 3))
     eager = jnp.stack([W(F) for F in Fs])  # eager (no jit) versus compiled
-    np.testing.assert_allclose(energies(W, Fs), eager, rtol=1e-14)
+    # A few ulps: XLA fuses the compiled version differently (seen: 1.2e-14).
+    np.testing.assert_allclose(energies(W, Fs), eager, rtol=1e-13)
 
     def loss(W):
         return jnp.sum(jax.vmap(lambda F: km.first_piola(W, F)[0, 0])(Fs) ** 2)

@@ -43,6 +43,10 @@ def _initial(model, optimizer, run_state=None):
 def _per_step(model, optimizer, steps, key, batch_size=4, data=(X, Y)):
     """`steps` make_step updates over the batches `klax.fit` draws for `key`."""
     leaves, treedef = _initial(model, optimizer)
+    # Some optimizers (optax.lbfgs) start with weakly typed scalars that are
+    # strongly typed after one update, so the second `make_step` call would
+    # compile again; start strongly typed (same values) to compile once.
+    leaves = [jnp.asarray(x, x.dtype) if eqx.is_array(x) else x for x in leaves]
     bkey, _ = jr.split(key)
     batches = klax.batch_data(data, batch_size, key=bkey)
     for _ in range(steps):

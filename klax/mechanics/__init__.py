@@ -1,5 +1,10 @@
 """Hyperelasticity toolkit: kinematics, stresses, load cases and potentials."""
 
+from ._abaqus import (
+    export_abaqus as export_abaqus,
+    export_uhyper as export_uhyper,
+    export_umat as export_umat,
+)
 from ._baselines import (
     AbstractIsotropicPotential as AbstractIsotropicPotential,
     MooneyRivlin as MooneyRivlin,
@@ -88,6 +93,7 @@ from ._kinematics import (
 )
 from ._leastsquares import (
     LeastSquaresResult as LeastSquaresResult,
+    levenberg_marquardt as levenberg_marquardt,
     refine_least_squares as refine_least_squares,
     solve_linear_parameters as solve_linear_parameters,
 )

@@ -273,7 +273,8 @@ def baseline_constants(model: Any) -> dict[str, float]:
 
     Example:
         >>> from klax.mechanics import MooneyRivlin, baseline_constants
-        >>> baseline_constants(MooneyRivlin(0.2, 0.02))
+        >>> constants = baseline_constants(MooneyRivlin(0.2, 0.02))
+        >>> {name: round(value, 6) for name, value in constants.items()}
         {'c10': 0.2, 'c01': 0.02}
     """
     if isinstance(model, NeoHooke):

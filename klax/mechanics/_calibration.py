@@ -8,6 +8,7 @@ detection and restart, and saving/loading a calibrated model.
 import functools
 import json
 import pathlib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -617,7 +618,9 @@ def train_seeds(
     `jr.fold_in(base_key, s)`; the batch orders come from
     `jr.fold_in(base_key, 10_000 + seeds[0])`, split over the seeds. The
     logged `"loss"` is the loss of each member on all of `data` (not on a
-    batch). With `refine_steps > 0`, every member is then refined by at most
+    batch). With `steps=0` there is no Adam phase (the history starts with
+    the initial loss). With `refine_steps > 0`, every member is then refined
+    by at most
     that many Levenberg–Marquardt steps on the residual vector
     ([`refine_least_squares`][klax.mechanics.refine_least_squares]; never
     worse, constraints kept), and its history gets one more entry, at step
@@ -633,19 +636,25 @@ def train_seeds(
         lambda context: full_loss(context.state.model)
     )
     keys = jnp.stack([jr.fold_in(base_key, s) for s in seeds])
-    ensemble = eqx.filter_jit(eqx.filter_vmap(make_model))(keys)
-    ensemble, history = fit_ensemble(
-        ensemble,
-        full,
-        batch_size=min(batch_size, len(data.stretch)),
-        steps=steps,
-        loss=stress_loss,
-        optimizer=_adam(float(learning_rate)),
-        metrics=[loss_metric],
-        log_every=log_every,
-        verbose=verbose,
-        key=jr.fold_in(base_key, 10_000 + seeds[0]),
-    )
+    if steps > 0:
+        ensemble = eqx.filter_jit(eqx.filter_vmap(make_model))(keys)
+        ensemble, history = fit_ensemble(
+            ensemble,
+            full,
+            batch_size=min(batch_size, len(data.stretch)),
+            steps=steps,
+            loss=stress_loss,
+            optimizer=_adam(float(learning_rate)),
+            metrics=[loss_metric],
+            log_every=log_every,
+            verbose=verbose,
+            key=jr.fold_in(base_key, 10_000 + seeds[0]),
+        )
+    else:
+        # No Adam: the least-squares solve starts from the initialisation
+        # (built one by one: cheaper than compiling a vmapped construction).
+        ensemble = stack_ensemble([make_model(k) for k in keys])
+        history = History(content={"loss": ([0], [np.asarray(full_loss(ensemble))])})
     steps_logged, values = history["loss"] if history is not None else ([], [])
     steps_logged, values = list(steps_logged), [np.asarray(v) for v in values]
     if refine_steps > 0:
@@ -726,8 +735,8 @@ def calibrate_seeds(
 ) -> tuple[SeedResult, list[SeedResult]]:
     """Calibrate `seeds` restarts, retrain collapsed PANN seeds, keep the best.
 
-    PANN: Adam for `steps` steps on all seeds together, then at most
-    `refine_steps` Levenberg–Marquardt steps per seed (`0`: none). A seed
+    PANN: Adam for `steps` steps on all seeds together (`0`: none), then at
+    most `refine_steps` Levenberg–Marquardt steps per seed (`0`: none). A seed
     counts as collapsed only when all its hidden-to-output weights died (a
     structural failure that more training cannot undo); it is retrained from
     the next unused seed, for at most `max_restarts` rounds. A seed that
@@ -766,8 +775,13 @@ def calibrate_seeds(
         )
         results = results_of(seed_list, trained)
     else:
-        # One compiled construction, reused by every seed.
-        make = eqx.filter_jit(lambda key: build_model(config, key=key))
+        # With Adam: one compiled (vmapped) construction, reused by every seed;
+        # without, an eager one per seed is cheaper than compiling.
+        def make(key):
+            return build_model(config, key=key)
+
+        if steps > 0:
+            make = eqx.filter_jit(make)
 
         def run(seed_list):
             trained = train_seeds(
@@ -843,13 +857,33 @@ def load_model(directory: str | pathlib.Path) -> Any:
     from `model.eqx`. The result is finalised: call it on a deformation
     gradient, or pass it to the stress and load-case functions. Models
     calibrated in float64 are loaded in float64 only with x64 enabled (e.g.
-    inside `with jax.enable_x64(True):`).
+    inside `with jax.enable_x64(True):`); with x64 off they are loaded as
+    float32, with a `UserWarning` that says so.
 
     **Arguments:**
 
     - `directory`: the output directory of a calibration.
 
     **Returns:** the potential, a callable `F -> W`.
+
+    Example:
+        A model saved in float64 comes back in float32, with a warning, unless
+        x64 is on:
+
+        >>> import shutil, tempfile, warnings
+        >>> import jax, jax.random as jr
+        >>> import klax.mechanics as km
+        >>> directory, config = tempfile.mkdtemp(), {"model": "neo-hooke"}
+        >>> with jax.enable_x64(True):
+        ...     km.save_model(directory, km.build_model(config, key=jr.key(0)), config)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     str(km.load_model(directory).mu.dtype), caught[0].category.__name__
+        ('float32', 'UserWarning')
+        >>> with jax.enable_x64(True):
+        ...     str(km.load_model(directory).mu.dtype)
+        'float64'
+        >>> shutil.rmtree(directory)
     """
     directory = pathlib.Path(directory)
     try:
@@ -866,6 +900,12 @@ def load_model(directory: str | pathlib.Path) -> Any:
         )
     dtype = jnp.dtype(config.get("dtype", "float64"))
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # pyright: ignore[reportAttributeAccessIssue]
+        warnings.warn(
+            f"`load_model`: {directory} holds a float64 model, loaded as float32 "
+            "because x64 is off; enable it (`jax.config.update('jax_enable_x64', "
+            "True)` or `with jax.enable_x64(True):`) to keep float64.",
+            stacklevel=2,
+        )
         dtype = jnp.dtype(jnp.float32)
     skeleton = finalize(build_model(config, key=jr.key(0)))
     skeleton = jax.tree.map(

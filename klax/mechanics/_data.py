@@ -422,9 +422,9 @@ def parse_measurements(raw: bytes, source: str = "") -> Measurements:
         >>> from klax.mechanics import parse_measurements
         >>> data = parse_measurements(
         ...     b"load_case,stretch_1,stretch_2,"
-        ...     b"nominal_stress_1_kPa,nominal_stress_2_kPa\n"
-        ...     b"biaxial,1.5,1.2,250,\n"
-        ...     b"biaxial,1.5,1.5,300,300\n"
+        ...     b"nominal_stress_1_kPa,nominal_stress_2_kPa\\n"
+        ...     b"biaxial,1.5,1.2,250,\\n"
+        ...     b"biaxial,1.5,1.5,300,300\\n"
         ... )
         >>> [c.label + " " + c.component for c in data.curves()]
         ['biaxial@1.5 P11', 'biaxial@1.5 P22']

@@ -465,16 +465,22 @@ def _isotropic_point(W_inv: Callable[[Array, Array], Array], lam1, lam2, gamma):
     """Closed form of `_incompressible_point` for an isotropic `W(I1, I2)`.
 
     `∂W/∂F = 2 W_1 F + 2 W_2 (I1 F - F C)` with `W_k` from two scalar
-    derivatives; the pressure is eliminated as above.
+    derivatives, written out for the block form of `F` (scalar arithmetic
+    only: this is the inner loop of calibration); the pressure is eliminated
+    as above.
     """
     lam3 = 1.0 / (lam1 * lam2)
-    F = _sheared_F(lam1, lam2, lam3, gamma)
-    C = F.T @ F
-    I1 = jnp.trace(C)
-    I2 = 0.5 * (I1 * I1 - jnp.sum(C * C))
+    a2, b2, c2, g2 = lam1 * lam1, lam2 * lam2, lam3 * lam3, gamma * gamma
+    I1 = a2 + g2 + b2 + c2
+    I2 = a2 * b2 + (a2 + g2 + b2) * c2
     W1, W2 = jax.grad(lambda i1, i2: jnp.asarray(W_inv(i1, i2)), (0, 1))(I1, I2)
-    G = 2.0 * W1 * F + 2.0 * W2 * (I1 * F - F @ C)
-    return _eliminate_pressure(G, lam1, lam2, lam3)
+    two_w1, two_w2 = 2.0 * W1, 2.0 * W2
+    # Rows of F C: (λ1³ + λ1 γ², ·), (·, λ2 γ² + λ2³), λ3³; (F C)12 = γ(λ1² + γ² + λ2²).
+    G11 = lam1 * (two_w1 + two_w2 * (I1 - a2 - g2))
+    G22 = lam2 * (two_w1 + two_w2 * (I1 - g2 - b2))
+    G33 = lam3 * (two_w1 + two_w2 * (I1 - c2))
+    G12 = gamma * (two_w1 + two_w2 * (I1 - a2 - g2 - b2))
+    return G11 - lam3 / lam1 * G33, G22 - lam3 / lam2 * G33, G12
 
 
 def case_deformation(
@@ -504,9 +510,8 @@ def _positive(value: ArrayLike, name: str, where: str) -> Array:
 
 def _real(value: ArrayLike) -> Array:
     value = jnp.asarray(value)
-    if not jnp.issubdtype(value.dtype, jnp.inexact):
-        value = value.astype(jnp.result_type(float))
-    return value
+    dtype = value.dtype if jnp.issubdtype(value.dtype, jnp.inexact) else float
+    return jnp.asarray(value, dtype=jnp.result_type(dtype))  # not weakly typed
 
 
 def biaxial(stretch_1: ArrayLike, stretch_2: ArrayLike) -> tuple[Array, Array, Array]:

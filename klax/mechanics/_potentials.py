@@ -154,16 +154,30 @@ def pann_inputs(
     """
     _check_invariants(invariants, "pann_inputs")
     I1, I2 = jnp.asarray(I1), jnp.asarray(I2)
-    return _shifted_inputs(invariants, I1, jnp.sqrt(I2), I2, jnp.sqrt(I2) ** 3)
+    return _shifted_inputs(invariants, I1, jnp.sqrt(I2), I2, I2**1.5)
 
 
 _REFERENCE = {"Ĩ1": 3.0, "Ī1": 3.0, "√Ī2": 3.0**0.5, "Ī2": 3.0, "Ĩ2": 3.0**1.5}
 
 
 def _shifted_inputs(
-    invariants: str, I1: Array, root_I2: Array, I2: Array, I2_tilde: Array
+    invariants: str,
+    I1: Array,
+    root_I2: Array,
+    I2: Array,
+    I2_tilde: Array,
+    scale: Sequence[float] | None = None,
 ) -> Array:
     values = {"Ĩ1": I1, "Ī1": I1, "√Ī2": root_I2, "Ī2": I2, "Ĩ2": I2_tilde}
+    if scale is not None:
+        names = INVARIANT_SETS[invariants]
+        return jnp.stack(
+            [
+                (values[k] - _REFERENCE[k]) / s
+                for k, s in zip(names, scale, strict=True)
+            ],
+            axis=-1,
+        )
     names = INVARIANT_SETS[invariants]
     return jnp.stack([values[k] - _REFERENCE[k] for k in names], axis=-1)
 
@@ -270,7 +284,7 @@ class IncompressiblePANN(AbstractIsotropicPotential):
         self.energy_scale = _check_scale(energy_scale, 1, owner, "energy_scale")[0]
 
     def _energy(self, x: Array, I1: Array) -> Array:
-        x = x / jnp.asarray(self.input_scale, dtype=x.dtype)
+        # `x`: the shifted inputs divided by `input_scale`.
         energy = self.network(x) - self.network(jnp.zeros_like(x))
         if self.energy_scale != 1.0:
             energy = self.energy_scale * energy
@@ -303,13 +317,17 @@ class IncompressiblePANN(AbstractIsotropicPotential):
             norm * J ** (-2.0 / 3.0),
             cof2 * J ** (-4.0 / 3.0),
             norm**3 / J**2,
+            self.input_scale,
         )
         return self._energy(x, I1)
 
     def isotropic_energy(self, I1: ArrayLike, I2: ArrayLike) -> Scalar:
         """The energy at `J = 1` as a function of the invariants `I1`, `I2`."""
-        I1 = jnp.asarray(I1)
-        return self._energy(pann_inputs(I1, I2, self.invariants), I1)
+        I1, I2 = jnp.asarray(I1), jnp.asarray(I2)
+        x = _shifted_inputs(
+            self.invariants, I1, jnp.sqrt(I2), I2, I2**1.5, self.input_scale
+        )
+        return self._energy(x, I1)
 
 
 def _network_input_gradient(network: Callable[[Array], Array], n: int, dtype) -> Array:

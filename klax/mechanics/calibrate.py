@@ -170,13 +170,19 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="number of hidden layers of the FICNN (default: 1)",
     )
-    add("--steps", type=int, default=2000, help="Adam steps (default: 2000)")
+    add(
+        "--steps",
+        type=int,
+        default=0,
+        help="Adam steps before the least-squares solve of a PANN (default: 0, "
+        "Levenberg–Marquardt alone from each seed's initialisation)",
+    )
     add(
         "--refine-steps",
         type=int,
         default=500,
-        help="Levenberg–Marquardt steps after Adam (PANN), or of the "
-        "least-squares fit (baselines); 0: none (default: 500)",
+        help="Levenberg–Marquardt steps (PANN: after Adam; baselines: the "
+        "least-squares fit); 0: none (default: 500)",
     )
     add("--lr", type=float, default=2e-3, help="Adam learning rate (default: 2e-3)")
     add("--batch-size", type=int, default=32, help="batch size (default: 32)")
@@ -234,6 +240,11 @@ def _parser() -> argparse.ArgumentParser:
         "or biaxial@STRETCH_1 entry applies to each of its curves)",
     )
     add("--quiet", action="store_true", help="no progress bar")
+    add(
+        "--export-abaqus",
+        action="store_true",
+        help="also write the Abaqus UHYPER subroutine uhyper.f next to the model",
+    )
     return parser
 
 
@@ -328,8 +339,10 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     """All checks of the arguments and the data; raises DataError, writes nothing."""
     _check_int(args.width, "--width", 1)
     _check_int(args.depth, "--depth", 0)
-    _check_int(args.steps, "--steps", 1)
+    _check_int(args.steps, "--steps", 0)
     _check_int(args.refine_steps, "--refine-steps", 0)
+    if args.steps == 0 and args.refine_steps == 0 and args.model == "pann":
+        raise DataError("--steps and --refine-steps are both 0: nothing would train")
     _check_int(args.batch_size, "--batch-size", 1)
     _check_int(args.seeds, "--seeds", 1)
     _check_int(args.log_every, "--log-every", 1)
@@ -345,6 +358,14 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
         raise DataError(f"--seed must be non-negative, got {args.seed}")
     out = pathlib.Path(args.out)
     _check_out(out, args.overwrite)
+
+    if args.export_abaqus and args.model == "ogden3":
+        raise DataError("--export-abaqus: an ogden3 model cannot be exported")
+    if args.export_abaqus and args.model == "cann":
+        raise DataError(
+            "--export-abaqus: a cann model cannot be exported yet (the Abaqus "
+            "writer has no exp/log terms); use its law.txt / law.json"
+        )
 
     data, raws = _read_data(args.data)
     present = {ALL_LOAD_CASES[i] for i in np.unique(data.case_index)}
@@ -708,12 +729,12 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
         )
     unit = _main_unit(data, checked["train_mask"])
     scale = stress_scale(data.take(checked["train_mask"]))
-    if not args.quiet:
+    if not args.quiet and args.steps > 0:
+        rms = f"{_number(scale / UNITS[unit])} {unit}"
         print(
-            f"{PROG}: training {args.seeds} seed(s) for {args.steps} steps; the bar "
-            "shows the training loss on all training points, divided by the squared "
-            f"RMS training stress ({_number(scale / UNITS[unit])} {unit}): median "
-            "(min, max) over the seeds",
+            f"{PROG}: training {args.seeds} seed(s) for {args.steps} Adam steps; the "
+            "bar shows the training loss on all training points, divided by the "
+            f"squared RMS training stress ({rms}): median (min, max) over the seeds",
             file=sys.stderr,
         )
     config = _config(args, checked)
@@ -754,19 +775,15 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             **_provenance(args, checked),
         )
         out: pathlib.Path = checked["out"]
-        plotted = _write(out, args, best, results, rows, model, config)
-        extra = (
-            []
-            if discovery is None
-            else write_discovery(out, discovery, plot=not args.no_plot)
-        )
+        written = _write(out, args, best, results, rows, model, config)
+        if discovery is not None:
+            written += write_discovery(out, discovery, plot=not args.no_plot)
     elapsed = time.perf_counter() - start
-    _report(args, rows, results, best, mu0, unit, constants, elapsed, plotted, out)
     if discovery is not None:
         selected = discovery.rows[discovery.selected]["strength"]
         print(f"discovered law (strength {selected:.3g}):")
         print(discovery.law.formula(4))
-        print(f"wrote {', '.join(extra)} to {out}")
+    _report(args, rows, results, best, mu0, unit, constants, elapsed, written, out)
     failed = []
     for entry, threshold in checked["requirements"].items():
         for r in rows:
@@ -781,19 +798,27 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
     return 0
 
 
-def _write(out, args, best, results, rows, model, config) -> bool:
+def _write(out, args, best, results, rows, model, config) -> list[str]:
+    """Write every output file; returns their names."""
     from ._calibration import save_model
 
     out.mkdir(parents=True, exist_ok=True)
     save_model(out, best.model, config)
+    exported = []
+    if args.export_abaqus:
+        from ._abaqus import export_abaqus
+
+        source = f"{out / 'model.json'} (klax-calibrate)"
+        exported = [p.name for p in export_abaqus(model, out, description=source)]
     _write_metrics(out / "metrics.csv", rows)
     _write_history(out / "history.csv", best, results)
-    if args.no_plot:
-        return False
-    return _plot(out / "fit.png", model, rows, best.history)
+    written = ["model.eqx", "model.json", "metrics.csv", "history.csv"]
+    if not args.no_plot and _plot(out / "fit.png", model, rows, best.history):
+        written.append("fit.png")
+    return written + exported
 
 
-def _report(args, rows, results, best, mu0, unit, constants, elapsed, plotted, out):
+def _report(args, rows, results, best, mu0, unit, constants, elapsed, written, out):
     print(_table(rows))
     losses = ", ".join(f"{r.seed}: {r.loss:.3e}" for r in results)
     print(f"model {args.model}; kept seed {best.seed} of training losses {{{losses}}}")
@@ -804,8 +829,6 @@ def _report(args, rows, results, best, mu0, unit, constants, elapsed, plotted, o
         f"initial shear modulus mu0 = {_number(mu0 / UNITS[unit])} {unit}; "
         f"training took {elapsed:.1f} s"
     )
-    written = ["model.eqx", "model.json", "metrics.csv", "history.csv"]
-    written += ["fit.png"] if plotted else []
     print(f"wrote {', '.join(written)} to {out}")
 
 
