@@ -616,6 +616,10 @@ def test_cli_model_cann(tmp_path, capsys):
     bad = calibrate.main(["--model", "cann", "--penalty-p", "2", "--out", str(out)])
     assert bad == 2 and not out.exists()
     assert "--penalty-p" in capsys.readouterr().err
+    assert (
+        calibrate.main(["--model", "cann", "--export-abaqus", "--out", str(out)]) == 2
+    )
+    assert "--export-abaqus" in capsys.readouterr().err and not out.exists()
     code = calibrate.main(
         [
             "--model", "cann", "--steps", "200", "--strengths", "3",
