@@ -32,6 +32,20 @@ from ._calibration import (
     stress_scale as stress_scale,
     train_seeds as train_seeds,
 )
+from ._cann import (
+    CANN as CANN,
+    BoundedWeights as BoundedWeights,
+    CANNTerm as CANNTerm,
+    CompressibleCANN as CompressibleCANN,
+    SparseAdamState as SparseAdamState,
+    SparseWeights as SparseWeights,
+    active_terms as active_terms,
+    cann_config as cann_config,
+    cann_terms as cann_terms,
+    prox_lp as prox_lp,
+    sparse_adam as sparse_adam,
+    with_strength as with_strength,
+)
 from ._data import (
     Curve as Curve,
     DataError as DataError,
@@ -45,6 +59,26 @@ from ._data import (
     parse_selection as parse_selection,
     read_curves as read_curves,
     read_measurements as read_measurements,
+)
+from ._discovery import (
+    DiscoveredLaw as DiscoveredLaw,
+    Discovery as Discovery,
+    LawTerm as LawTerm,
+    RegularisationPath as RegularisationPath,
+    data_energy_scale as data_energy_scale,
+    discover_law as discover_law,
+    discovered_law as discovered_law,
+    format_path_table as format_path_table,
+    largest_strength as largest_strength,
+    law_from_json as law_from_json,
+    parse_formula as parse_formula,
+    path_strengths as path_strengths,
+    path_table as path_table,
+    polish as polish,
+    regularisation_path as regularisation_path,
+    select_member as select_member,
+    term_label as term_label,
+    write_discovery as write_discovery,
 )
 from ._felupe import (
     FECheckResult as FECheckResult,

@@ -53,7 +53,7 @@ from ._loadcases import (
 from ._networks import reparametrize_nonnegative
 from ._potentials import IncompressiblePANN, pann_inputs
 
-MODEL_NAMES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3")
+MODEL_NAMES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3", "cann")
 LOSS_NAMES = ("mse", "mse-per-case", "relative")
 FORMAT = "klax.mechanics.calibrated-model/1"
 
@@ -384,8 +384,15 @@ def build_model(config: Mapping[str, Any], *, key: PRNGKeyArray) -> eqx.Module:
     `"softplus"`: positive reparametrisation). The classical baselines start
     from a point drawn from `key` (the starting Ogden exponents differ by
     key), so restarts of a least-squares fit differ in their starting point.
+    For `"cann"`: `terms` (a list of `[invariant, power, activation]`),
+    `invariants`, `input_scale`, `energy_scale` and `log_limit` (see
+    [`CANN`][klax.mechanics.CANN]).
     """
     name = config["model"]
+    if name == "cann":
+        from ._cann import cann_config_model
+
+        return cann_config_model(config, key=key)
     if name == "pann":
         model = IncompressiblePANN(
             tuple(config["width_sizes"]),

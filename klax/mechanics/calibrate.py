@@ -9,6 +9,10 @@ tests, with stresses in MPa, kPa or Pa. Run `klax-calibrate --help` (or
 
 Outputs in `--out`: `model.eqx` + `model.json` (reload with
 `klax.mechanics.load_model`), `metrics.csv`, `history.csv`, `fit.png`.
+`--model cann` (automated model discovery: a sparse CANN trained along a
+regularisation path of `--strengths` penalties in one ensemble fit, the
+sparsest law within `--tolerance` of the best R² selected) also writes
+`path.csv`, `law.txt`, `law.json` and `pareto.png`.
 Exit codes: 0 success, 2 invalid input (nothing is written), 3 an R²
 requirement of `--require-r2` was missed.
 
@@ -51,7 +55,7 @@ from ._data import (
 from ._loadcases import ALL_LOAD_CASES
 
 PROG = "klax-calibrate"
-MODEL_CHOICES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3")
+MODEL_CHOICES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3", "cann")
 LOSS_CHOICES = ("mse", "mse-per-case", "relative")
 MODEL_FILES = ("model.json", "model.eqx")
 METRICS_COLUMNS = (
@@ -129,7 +133,28 @@ def _parser() -> argparse.ArgumentParser:
         "--model",
         choices=MODEL_CHOICES,
         default="pann",
-        help="pann (incompressible isotropic PANN) or a baseline (default: pann)",
+        help="pann (incompressible isotropic PANN), cann (automated model "
+        "discovery: a sparse constitutive ANN, one regularisation path) or a "
+        "baseline (default: pann)",
+    )
+    add(
+        "--strengths",
+        type=int,
+        default=16,
+        help="cann: number of log-spaced penalty strengths (default: 16)",
+    )
+    add(
+        "--penalty-p",
+        type=float,
+        default=1.0,
+        help="cann: exponent p of the penalty λ Σ a^p, in (0, 1] (default: 1, L1)",
+    )
+    add(
+        "--tolerance",
+        type=float,
+        default=0.002,
+        help="cann: select the sparsest law whose R² on every case is within "
+        "this of the best on the path (default: 0.002)",
     )
     add(
         "--invariants",
@@ -329,6 +354,11 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     _check_int(args.seeds, "--seeds", 1)
     _check_int(args.log_every, "--log-every", 1)
     _check_int(args.max_restarts, "--max-restarts", 0)
+    _check_int(args.strengths, "--strengths", 1)
+    if not 0.0 < args.penalty_p <= 1.0:
+        raise DataError(f"--penalty-p must lie in (0, 1], got {args.penalty_p}")
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise DataError(f"--tolerance must be a number >= 0, got {args.tolerance}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise DataError(f"--lr must be a positive number, got {args.lr}")
     if args.seed < 0:
@@ -338,6 +368,11 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.export_abaqus and args.model == "ogden3":
         raise DataError("--export-abaqus: an ogden3 model cannot be exported")
+    if args.export_abaqus and args.model == "cann":
+        raise DataError(
+            "--export-abaqus: a cann model cannot be exported yet (the Abaqus "
+            "writer has no exp/log terms); use its law.txt / law.json"
+        )
 
     data, raws = _read_data(args.data)
     present = {ALL_LOAD_CASES[i] for i in np.unique(data.case_index)}
@@ -656,6 +691,40 @@ def _provenance(args: argparse.Namespace, checked: dict[str, Any]) -> dict[str, 
     )
 
 
+def _discover(args: argparse.Namespace, checked: dict[str, Any]):
+    """`--model cann`: the regularisation path; returns the selected law as a seed."""
+    import jax.random as jr
+
+    from ._calibration import SeedResult
+    from ._discovery import discover_law, format_path_table as discovery_table
+
+    train = checked["train"]
+    discovery = discover_law(
+        checked["data"],
+        train,
+        checked["test"],
+        strengths=args.strengths,
+        p=args.penalty_p,
+        steps=args.steps,
+        learning_rate=args.lr,
+        tolerance=args.tolerance,
+        log_every=args.log_every,
+        verbose=0 if args.quiet else 2,
+        key=jr.key(args.seed),
+    )
+    i = discovery.selected
+    row = discovery.rows[i]
+    best = SeedResult(
+        args.seed,
+        discovery.models[i],
+        discovery.history,
+        float(discovery.path.loss[i]),
+        {c: r for c, r in row["r2"].items() if row["split"][c] == "train"},
+    )
+    print(discovery_table(discovery.rows))
+    return best, [best], discovery
+
+
 def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
     import equinox as eqx
     import jax
@@ -664,6 +733,8 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
 
     from ._baselines import baseline_constants
     from ._calibration import stress_scale
+    from ._cann import cann_config
+    from ._discovery import write_discovery
 
     start = time.perf_counter()
     data: Measurements = checked["data"]
@@ -689,11 +760,18 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
         )
     config = _config(args, checked)
     with jax.enable_x64(True):
-        best, results = _train(args, checked, config)
+        if args.model == "cann":
+            best, results, discovery = _discover(args, checked)
+            config.update(cann_config(best.model))
+        else:
+            discovery = None
+            best, results = _train(args, checked, config)
         model = klax.finalize(best.model)
         rows = _evaluate(model, checked)
         mu0 = float(eqx.filter_jit(lambda m: m.initial_shear_modulus())(model))
-        constants = baseline_constants(model) if args.model != "pann" else {}
+        constants = (
+            baseline_constants(model) if args.model not in ("pann", "cann") else {}
+        )
         if args.model == "pann":
             config["polyconvex"] = (
                 "for every J > 0"
@@ -725,7 +803,13 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             config.update(fe_check=fe.summary())
         out: pathlib.Path = checked["out"]
         written = _write(out, args, best, results, rows, model, config)
+        if discovery is not None:
+            written += write_discovery(out, discovery, plot=not args.no_plot)
     elapsed = time.perf_counter() - start
+    if discovery is not None:
+        selected = discovery.rows[discovery.selected]["strength"]
+        print(f"discovered law (strength {selected:.3g}):")
+        print(discovery.law.formula(4))
     _report(args, rows, results, best, mu0, unit, constants, elapsed, written, out)
     if fe is not None:
         print(fe)
