@@ -1,33 +1,36 @@
-"""The compiled training loop behind `make_step`, `run_training_loop` and `fit`.
+"""The one training loop of klax, behind `run_training_loop`, `fit` and `fit_ensemble`.
 
 One update rule, `train_step`, is used everywhere. The host loop (`run_loop`)
 calls the callbacks in Python and, in between, runs as many updates as
 possible in one compiled call (`_run_chunk`: a `lax.while_loop` with a dynamic
-trip count, so chunks of any length share one compilation). Batches come from
-a *feeder*:
+trip count, so chunks of any length share one compilation).
+
+The loop state may carry a leading *member* axis: an ensemble trains its `N`
+members with the update vmapped over that axis, and a single model is the same
+loop without the vmap. Each member has a health flag; an update is kept only
+where the member is healthy and the update's loss and parameters are finite
+(`select(healthy & finite(new), new, old)`), so a non-finite update freezes
+its member at its last finite state. The loop ends when no member is healthy:
+for a single model, at its first non-finite update.
+
+Batches come from a *feeder*:
 
 - `DeviceFeeder` reproduces `klax.batch_data` on the device: the permutations
-  of many epochs are drawn at once with the same key schedule, and the loop
-  gathers each batch along each leaf's batch axis (no host transfer per step).
-  When a batch holds every sample (full-batch training), the batches differ
-  only in the order of their samples; the loop then uses the data as stored
-  (no permutation, no gather), which changes a loss over the samples only by
-  the round-off of the summation order.
-- `HostFeeder` drains any iterator of batches, stacks a chunk of them and
-  transfers them at once.
-
-Non-finite guard: the fast loop only watches the loss (stopping at the first
-non-finite one) and checks the parameters once per chunk. If either check
-fails, the chunk is replayed from its inputs with a guarded loop that rejects
-the first update whose loss or updated parameters are not finite, and stops
-there; the host loop reports the step.
+  of many epochs (of every member) are drawn at once with `batch_data`'s key
+  schedule, and the loop gathers each batch along each leaf's batch axis (no
+  host transfer per step). When a batch holds every sample (full-batch
+  training), the batches differ only in the order of their samples; the loop
+  then uses the data as stored (no permutation, no gather), which changes a
+  loss over the samples only by the round-off of the summation order.
+- `HostFeeder` drains any iterator of batches (of one batch per member for an
+  ensemble), stacks a chunk of them and transfers them at once.
 """
 
 import functools as ft
 import operator
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -35,13 +38,18 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
-from jaxtyping import Array, ArrayLike, Bool, Int, PRNGKeyArray, PyTree, Scalar
+from jaxtyping import Array, Bool, Int, PRNGKeyArray, PyTree, Scalar
 
+from . import _sharding as sharding
 from ._callbacks import step_period
-from ._datahandler import broadcast_and_get_size
+from ._datahandler import batch_data, broadcast_and_get_size, epoch_keys, permutations
+from ._logging import BatchMetric, History, Metric, MetricLogger
 from ._losses import Loss
+from ._misc import check_int, describe, invalid
 from ._trainstate import TrainingContext, TrainingState
 from ._wrappers import apply
+
+DEFAULT_OPTIMIZER = optax.adam(1e-3)
 
 # ---------------------------------------------------------------------------
 # The update rule
@@ -81,7 +89,7 @@ def train_step(
     return TrainingState(model, opt_state, state.run_state, state.step + 1), value
 
 
-# Status codes of a chunk (why it ended early).
+# Why a member was frozen.
 OK, NONFINITE_LOSS, NONFINITE_PARAMS = 0, 1, 2
 STOP_REASONS = {
     NONFINITE_LOSS: "non-finite loss",
@@ -97,96 +105,15 @@ def _all_finite(tree: PyTree) -> Bool[Array, ""]:
 # ---------------------------------------------------------------------------
 # Samplers: how a compiled chunk gets the batch of its i-th step. A sampler is
 # static configuration (an Equinox module without arrays); the arrays it reads
-# come in as the chunk's `source`.
+# come in as the chunk's `shared` part (the same for every member) and `own`
+# part (with a member axis, mapped over, if there are members).
 
 
-# Datasets of at most this many samples are permuted without a sort.
-_RANK_MAX = 128
-
-
-def _epoch_permutation(key: PRNGKeyArray, n: int) -> Int[Array, " n"]:
-    """Equals `jr.permutation(key, jnp.arange(n))`, computed faster for small n.
-
-    For `n <= 1625` `jr.permutation` does one round: a stable sort of
-    `arange(n)` by 32-bit keys `jr.bits(subkey, (n,), jnp.uint32)` with
-    `_, subkey = jr.split(key)`. For small `n` the same order follows from
-    ranking by comparisons (O(n^2) vectorised work instead of a sort, which is
-    several times slower on CPU). The tests check the equality.
-    """
-    index = jnp.arange(n)
-    if n < 2 or n > _RANK_MAX:
-        return jr.permutation(key, index)
-    _, subkey = jr.split(key)
-    bits = jr.bits(subkey, (n,), jnp.uint32)
-    # before[i, j]: sample j precedes sample i in the sorted order.
-    before = (bits[None, :] < bits[:, None]) | (
-        (bits[None, :] == bits[:, None]) & (index[None, :] < index[:, None])
-    )
-    rank = jnp.sum(before, axis=1, dtype=index.dtype)
-    return jnp.sum(
-        jnp.where(rank[None, :] == index[:, None], index[None, :], 0),
-        axis=1,
-        dtype=index.dtype,
-    )
-
-
-# Bound on the elements of the intermediates of the permutations drawn at once
-# (the ranking of small datasets compares every pair of samples of an epoch).
-_PERMUTATION_BLOCK_ELEMENTS = 2**22
-
-
-def epoch_keys(key: PRNGKeyArray, epochs: int) -> tuple[PRNGKeyArray, PRNGKeyArray]:
-    """`klax.batch_data`'s keys of `epochs` consecutive epochs, and the next one.
-
-    The schedule: `k_0 = key`, `(k_{e+1},) = jr.split(k_e, 1)`.
-    """
-
-    def advance(k, _):
-        (next_k,) = jr.split(k, 1)
-        return next_k, k
-
-    next_key, keys = jax.lax.scan(advance, key, length=epochs)
-    return keys, next_key
-
-
-def permutations(keys: PRNGKeyArray, n: int) -> Int[Array, "... n"]:
-    """`jr.permutation(k, jnp.arange(n))` for every key `k` of `keys`.
-
-    Computed a block of keys at a time, so that the intermediates stay small
-    however many permutations are drawn.
-    """
-    typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
-    batch_shape = keys.shape if typed else keys.shape[:-1]  # legacy: (..., 2)
-    flat = jnp.reshape(keys, (-1, *keys.shape[len(batch_shape) :]))
-    work = n * n if n <= _RANK_MAX else n
-    block = max(1, min(flat.shape[0], _PERMUTATION_BLOCK_ELEMENTS // work))
-    table = jax.lax.map(lambda k: _epoch_permutation(k, n), flat, batch_size=block)
-    return jnp.reshape(table, (*batch_shape, n))
-
-
-@ft.partial(jax.jit, static_argnums=(1, 2))
-def _permutation_table(
-    key: PRNGKeyArray, n: int, epochs: int
-) -> tuple[Int[Array, "epochs n"], PRNGKeyArray]:
-    """The permutations of `epochs` consecutive epochs of `klax.batch_data`.
-
-    Row `e` is `jr.permutation(k_e, jnp.arange(n))` for the key schedule of
-    `epoch_keys`; also returns `k_epochs`.
-    """
-    keys, next_key = epoch_keys(key, epochs)
-    return permutations(keys, n), next_key
-
-
-@jax.jit
-def _split_n_times(key: PRNGKeyArray, n: Int[Array, ""]) -> PRNGKeyArray:
-    return jax.lax.fori_loop(0, n, lambda _, k: jr.split(k, 1)[0], key)
-
-
-class _DeviceBatchData(eqx.Module):
+class _Table(eqx.Module):
     """`klax.batch_data`'s batches, gathered on the device.
 
-    `source = (data_leaves, table, first)`: step `i` uses batch `first + i` of
-    the permutation table (row `(first + i) // per_epoch`).
+    `shared = (data_leaves, first)`, `own` = the permutation table: step `i`
+    uses batch `first + i` of the table (row `(first + i) // per_epoch`).
     """
 
     treedef: Any = eqx.field(static=True)
@@ -194,12 +121,12 @@ class _DeviceBatchData(eqx.Module):
     n: int = eqx.field(static=True)
     batch_size: int = eqx.field(static=True)
 
-    def draw(self, source: Any, i: Int[Array, ""]) -> PyTree:
-        leaves, table, first = source
+    def draw(self, shared: Any, own: Any, i: Int[Array, ""]) -> PyTree:
+        leaves, first = shared
         per_epoch = self.n // self.batch_size
         g = first + i
         start = (g // per_epoch, (g % per_epoch) * self.batch_size)
-        indices = jax.lax.dynamic_slice(table, start, (1, self.batch_size))[0]
+        indices = jax.lax.dynamic_slice(own, start, (1, self.batch_size))[0]
         leaves = [
             x if axis is None else _gather(x, indices, axis)
             for x, axis in zip(leaves, self.axes, strict=True)
@@ -214,116 +141,155 @@ def _gather(x: Array, indices: Int[Array, " b"], axis: int) -> Array:
 
 
 class _Constant(eqx.Module):
-    """Every batch is `source` itself (nothing is batched)."""
+    """Every batch is `shared` itself (nothing is batched, or a full batch)."""
 
-    def draw(self, source: PyTree, i: Int[Array, ""]) -> PyTree:
-        del i
-        return source
+    def draw(self, shared: PyTree, own: Any, i: Int[Array, ""]) -> PyTree:
+        return shared
 
 
 class _Stacked(eqx.Module):
-    """Batches stacked along a new leading axis; step `i` takes entry `i`."""
+    """Host batches: `own` stacked along a leading step axis, `shared` the rest."""
 
-    def draw(self, source: PyTree, i: Int[Array, ""]) -> PyTree:
-        stacked, static = source
+    def draw(self, shared: PyTree, own: PyTree, i: Int[Array, ""]) -> PyTree:
         batch = jax.tree.map(
-            lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), stacked
+            lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), own
         )
-        return eqx.combine(batch, static)
+        return eqx.combine(batch, shared)
 
 
 # ---------------------------------------------------------------------------
-# The compiled chunk
+# Members: how the state is laid out
+
+
+class Layout(eqx.Module):
+    """Static layout of a run: whether there is a member axis, and the devices.
+
+    `members`: None (one model) or the number of members. `run_state_axis`: 0
+    if every array of the run state has a member axis. `mesh`, `member_axes`:
+    the mesh (or None) and its axes the members are split over (or None).
+    """
+
+    members: int | None = eqx.field(static=True, default=None)
+    run_state_axis: int | None = eqx.field(static=True, default=None)
+    mesh: Any = eqx.field(static=True, default=None)
+    member_axes: tuple[str, ...] | None = eqx.field(static=True, default=None)
+
+    def place_members(self, tree: PyTree) -> PyTree:
+        """Arrays with a member axis on the mesh (split, if members are)."""
+        if self.mesh is None:
+            return tree
+        if self.member_axes is None:
+            return sharding.replicate(tree, self.mesh)
+        return sharding.split_leading(tree, self.mesh, self.member_axes)
+
+    def place_shared(self, tree: PyTree) -> PyTree:
+        """Arrays every member reads, replicated on the mesh."""
+        return tree if self.mesh is None else sharding.replicate(tree, self.mesh)
+
+    def map(self, fn: Callable, in_axes: tuple) -> Callable:
+        """`fn` vmapped over the member axis (`fn` itself without members)."""
+        if self.members is None:
+            return fn
+        return jax.vmap(fn, in_axes=in_axes, spmd_axis_name=self.member_axes)
+
+
+Health = tuple[Bool[Array, "*N"], Int[Array, "*N"], Int[Array, "*N"]]
 
 
 @eqx.filter_jit
 def _run_chunk(
     state_leaves: list[Any],
     state_treedef: Any,
+    layout: Layout,
     sampler: Any,
-    source: PyTree,
-    num_steps: Int[ArrayLike, ""],
+    shared: Any,
+    own: Any,
+    health: Health,
+    num_steps: Int[Array, ""],
     loss: Loss,
     optimizer: optax.GradientTransformationExtraArgs,
-    guarded: bool,
-) -> tuple[list[Any], Int[Array, ""], Int[Array, ""], Bool[Array, ""]]:
-    """Run up to `num_steps` updates in one `lax.while_loop`.
+) -> tuple[list[Any], Int[Array, ""], Health, Bool[Array, ""]]:
+    """Run up to `num_steps` updates (of every member) in one while loop.
 
-    Unguarded (the fast path), the loop only watches the loss: it stops after
-    the first update whose loss is not finite (that update is applied), and
-    checks the parameters once at the end. Guarded (used to replay a chunk in
-    which something went wrong), every update whose loss or updated parameters
-    are not finite is rejected, and the loop stops there.
+    `health = (alive, stop_step, reason)`, per member. An update that gives a
+    member a non-finite loss or non-finite parameters is rejected and freezes
+    the member: it keeps its state from before that update, `stop_step` records
+    the step of the rejected update and `reason` why. Frozen members still
+    compute (vmapped), but their results are discarded. The loop ends early
+    once no member is alive.
 
-    Returns the new state leaves, the number of updates done (applied resp.
-    accepted), a status code (`OK`, `NONFINITE_LOSS`, `NONFINITE_PARAMS`) and
-    whether the final parameters are finite.
+    Returns the new state leaves, the number of updates done (iterations in
+    which some member was updated), the new health and whether any member is
+    still alive.
     """
     state = jax.tree.unflatten(state_treedef, state_leaves)
-    dynamic, static = eqx.partition(state, eqx.is_array)
+    dynamic, static = eqx.partition((state.model, state.opt_state), eqx.is_array)
+    rs_dynamic, rs_static = eqx.partition(state.run_state, eqx.is_array)
+    step0 = state.step
 
-    def cond(loop):
-        i, status, _ = loop
-        return (i < num_steps) & (status == OK)
-
-    def body(loop):
-        i, _, dynamic = loop
-        old = eqx.combine(dynamic, static)
-        new, value = train_step(old, sampler.draw(source, i), loss, optimizer)
-        new_dynamic, new_static = eqx.partition(new, eqx.is_array)
+    def update(dynamic, own, rs_dynamic, i, step):
+        model, opt_state = eqx.combine(dynamic, static)
+        run_state = eqx.combine(rs_dynamic, rs_static)
+        old = TrainingState(model, opt_state, run_state, step)
+        new, value = train_step(old, sampler.draw(shared, own, i), loss, optimizer)
+        new_dynamic, new_static = eqx.partition(
+            (new.model, new.opt_state), eqx.is_array
+        )
         if not eqx.tree_equal(new_static, static):
             raise TypeError(
-                "A training step changed the non-array part of the training state "
-                "(e.g. the optimizer state holds Python numbers that the update "
-                "replaces). Only array leaves may change during training."
+                "A training step changed the non-array part of the model or "
+                "optimizer state (e.g. the optimizer state holds Python numbers "
+                "that the update replaces). Only array leaves may change."
             )
-        loss_ok = jnp.isfinite(value)
-        if not guarded:
-            status = jnp.where(loss_ok, OK, NONFINITE_LOSS).astype(jnp.int32)
-            return i + 1, status, new_dynamic
         params_ok = _all_finite(eqx.filter(new.model, eqx.is_inexact_array))
+        return new_dynamic, jnp.isfinite(value), params_ok
+
+    own_axis = None if own is None else 0
+    update = layout.map(update, (0, own_axis, layout.run_state_axis, None, None))
+
+    def select(mask, new, old):
+        def pick(a, b):
+            return jnp.where(
+                jnp.reshape(mask, mask.shape + (1,) * (a.ndim - mask.ndim)), a, b
+            )
+
+        return jax.tree.map(pick, new, old)
+
+    def cond(carry):
+        i, _, _, (alive, _, _) = carry
+        return (i < num_steps) & jnp.any(alive)
+
+    def body(carry):
+        i, done, dynamic, (alive, stop_step, reason) = carry
+        step = step0 + done
+        new_dynamic, loss_ok, params_ok = update(dynamic, own, rs_dynamic, i, step)
         ok = loss_ok & params_ok
-        dynamic = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_dynamic, dynamic)
-        status = jnp.where(
-            loss_ok, jnp.where(params_ok, OK, NONFINITE_PARAMS), NONFINITE_LOSS
-        ).astype(jnp.int32)
-        return i + ok.astype(i.dtype), status, dynamic
+        accept = alive & ok
+        dynamic = select(accept, new_dynamic, dynamic)
+        if layout.member_axes is not None:
+            dynamic = sharding.constrain_leading(
+                dynamic, layout.mesh, layout.member_axes
+            )
+        failed = alive & ~ok
+        stop_step = jnp.where(failed, step + 1, stop_step).astype(stop_step.dtype)
+        code = jnp.where(loss_ok, NONFINITE_PARAMS, NONFINITE_LOSS)
+        reason = jnp.where(failed, code, reason).astype(reason.dtype)
+        done = done + jnp.any(accept).astype(done.dtype)
+        return i + 1, done, dynamic, (accept, stop_step, reason)
 
-    init = (jnp.array(0, jnp.int32), jnp.array(OK, jnp.int32), dynamic)
-    done, status, dynamic = jax.lax.while_loop(cond, body, init)
-    state = eqx.combine(dynamic, static)
-    finite = _all_finite(eqx.filter(state.model, eqx.is_inexact_array))
-    return jax.tree.leaves(state), done, status, finite
-
-
-def _run_guarded(
-    state_leaves: list[Any],
-    state_treedef: Any,
-    sampler: Any,
-    source: PyTree,
-    num_steps: int,
-    loss: Loss,
-    optimizer: optax.GradientTransformationExtraArgs,
-) -> tuple[list[Any], int, int]:
-    """Run a chunk fast; if anything became non-finite, replay it guarded.
-
-    The replay starts from the same inputs and runs the same updates, so it
-    finds the first bad update and returns the state just before it.
-    """
-    args = (state_leaves, state_treedef, sampler, source)
-    # NumPy scalars: traced like arrays, without an eager device op per chunk.
-    num = np.int32(num_steps)
-    leaves, done, status, finite = _run_chunk(*args, num, loss, optimizer, False)
-    done, status, finite = jax.device_get((done, status, finite))
-    if status == OK and finite:
-        return leaves, int(done), OK
-    leaves, done, status, _ = _run_chunk(*args, num, loss, optimizer, True)
-    done, status = jax.device_get((done, status))
-    return leaves, int(done), int(status)
+    zero = jnp.array(0, jnp.int32)
+    _, done, dynamic, health = jax.lax.while_loop(
+        cond, body, (zero, zero, dynamic, health)
+    )
+    model, opt_state = eqx.combine(dynamic, static)
+    new_state = TrainingState(model, opt_state, state.run_state, step0 + done)
+    return jax.tree.leaves(new_state), done, health, jnp.any(health[0])
 
 
 # ---------------------------------------------------------------------------
-# Feeders: the host side of the samplers
+# Feeders: the host side of the samplers. `chunk(num_steps)` says what the
+# next compiled chunk samples from (or None when the batches ran out),
+# `advance(done)` how many of its batches were used.
 
 # A table of permutations drawn at once on the device covers at least
 # _TABLE_STEPS steps (so that long runs are rarely cut into extra chunks at
@@ -344,39 +310,29 @@ def table_epochs(n: int, per_epoch: int, steps: int, members: int = 1) -> int:
     return max(2, min(wanted, _TABLE_ENTRIES // (members * n)))
 
 
-class DevicePlan(NamedTuple):
-    """How the compiled loop gets `klax.batch_data`'s batches of `data`.
-
-    `leaves`/`treedef`: the data, flattened (arrays on the device); `axes`: the
-    batch axis of each leaf; `n`: the number of samples; `batch_size`: capped
-    at `n`. `constant`: every batch is the data as stored, because nothing is
-    batched or a batch holds every sample (a full batch's order only changes
-    the round-off of a loss over the samples; see the module docstring).
-    """
-
-    leaves: list[Any]
-    treedef: Any
-    axes: tuple[int | None, ...]
-    n: int
-    batch_size: int
-    constant: bool
+@ft.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _tables(
+    keys: PRNGKeyArray, n: int, epochs: int, mapped: bool, table_sharding: Any
+) -> tuple[Int[Array, "*N epochs n"], PRNGKeyArray]:
+    """The permutation tables of `epochs` epochs for `keys` (per member if mapped)."""
+    schedule = ft.partial(epoch_keys, epochs=epochs)
+    keys, next_keys = (jax.vmap(schedule) if mapped else schedule)(keys)
+    table = permutations(keys, n)
+    if table_sharding is not None:
+        table = jax.lax.with_sharding_constraint(table, table_sharding)
+    return table, next_keys
 
 
-def plan_device_batches(
-    data: PyTree, batch_size: int, batch_axes: PyTree, place: Callable = lambda x: x
-) -> DevicePlan:
-    """The `DevicePlan` of `data`; `place` puts the list of leaves on devices."""
-    full_axes, n = broadcast_and_get_size(data, batch_axes)
-    batch_size = min(batch_size, n)
-    leaves, treedef = jax.tree.flatten(data)
-    axes = tuple(treedef.flatten_up_to(full_axes)) if data is not None else ()
-    leaves = place([jnp.asarray(x) if eqx.is_array(x) else x for x in leaves])
-    constant = all(axis is None for axis in axes) or batch_size == n
-    return DevicePlan(leaves, treedef, axes, n, batch_size, constant)
+@ft.partial(jax.jit, static_argnums=2)
+def _skip_epochs(keys: PRNGKeyArray, epochs: Int[Array, ""], mapped: bool) -> Any:
+    def skip(key):
+        return jax.lax.fori_loop(0, epochs, lambda _, k: jr.split(k, 1)[0], key)
+
+    return (jax.vmap(skip) if mapped else skip)(keys)
 
 
 class DeviceFeeder:
-    """Runs chunks with the batches `klax.batch_data` would yield, drawn on device.
+    """The batches `klax.batch_data` would yield (for each member's key), on device.
 
     The permutations of many epochs are drawn at once into a table (with
     `batch_data`'s key schedule); the compiled loop gathers each batch from the
@@ -390,72 +346,74 @@ class DeviceFeeder:
         data: PyTree,
         batch_size: int,
         batch_axes: PyTree,
-        key: PRNGKeyArray,
+        keys: PRNGKeyArray,
         offset: int,
         steps: int,
+        layout: Layout,
     ):
-        plan = plan_device_batches(data, batch_size, batch_axes)
-        self.exhausted = False
-        self.leaves = plan.leaves
-        if plan.constant:
-            self.sampler: Any = _Constant()
-            self.data = jax.tree.unflatten(plan.treedef, plan.leaves)
-            return
-        n = plan.n
-        self.sampler = _DeviceBatchData(plan.treedef, plan.axes, n, plan.batch_size)
-        self.per_epoch = n // plan.batch_size
-        skipped_epochs, self.position = divmod(offset, self.per_epoch)
-        self.epochs = table_epochs(n, self.per_epoch, self.position + steps)
-        self.next_key = (
-            _split_n_times(key, np.int32(skipped_epochs)) if skipped_epochs else key
-        )
+        full_axes, n = broadcast_and_get_size(data, batch_axes)
+        batch_size = min(batch_size, n)
+        leaves, treedef = jax.tree.flatten(data)
+        axes = tuple(treedef.flatten_up_to(full_axes)) if data is not None else ()
+        leaves = [jnp.asarray(x) if eqx.is_array(x) else x for x in leaves]
+        self.leaves = layout.place_shared(leaves)
         self.table = None
-
-    def run(
-        self,
-        state_leaves: list[Any],
-        state_treedef: Any,
-        num_steps: int,
-        loss: Loss,
-        optimizer: optax.GradientTransformationExtraArgs,
-    ) -> tuple[list[Any], int, int]:
-        if isinstance(self.sampler, _Constant):
-            return _run_guarded(
-                state_leaves,
-                state_treedef,
-                self.sampler,
-                self.data,
-                num_steps,
-                loss,
-                optimizer,
+        if all(axis is None for axis in axes) or batch_size == n:
+            self.sampler: Any = _Constant()
+            self.data = jax.tree.unflatten(treedef, self.leaves)
+            return
+        self.sampler = _Table(treedef, axes, n, batch_size)
+        self.per_epoch = n // batch_size
+        skipped_epochs, self.position = divmod(offset, self.per_epoch)
+        members = layout.members or 1
+        self.epochs = table_epochs(n, self.per_epoch, self.position + steps, members)
+        self.mapped = layout.members is not None
+        keys = layout.place_members(keys)
+        if skipped_epochs:
+            keys = _skip_epochs(keys, np.int32(skipped_epochs), self.mapped)
+        self.next_keys = keys
+        self.table_sharding = None
+        if layout.mesh is not None:
+            self.table_sharding = (
+                sharding.replicated(layout.mesh)
+                if layout.member_axes is None
+                else sharding.along(layout.mesh, layout.member_axes, 0, 3)
             )
+
+    def chunk(self, num_steps: int) -> tuple[Any, Any, Any, int] | None:
+        if isinstance(self.sampler, _Constant):
+            return self.sampler, self.data, None, num_steps
         capacity = self.epochs * self.per_epoch
         if self.table is None or self.position >= capacity:
             if self.table is not None:
                 self.position -= capacity
-            self.table, self.next_key = _permutation_table(
-                self.next_key, self.sampler.n, self.epochs
+            self.table, self.next_keys = _tables(
+                self.next_keys,
+                self.sampler.n,
+                self.epochs,
+                self.mapped,
+                self.table_sharding,
             )
-        source = (self.leaves, self.table, np.int32(self.position))
-        num_steps = min(num_steps, capacity - self.position)
-        leaves, done, status = _run_guarded(
-            state_leaves,
-            state_treedef,
+        # NumPy scalars: traced like arrays, without an eager device op per chunk.
+        shared = (self.leaves, np.int32(self.position))
+        return (
             self.sampler,
-            source,
-            num_steps,
-            loss,
-            optimizer,
+            shared,
+            self.table,
+            min(num_steps, capacity - self.position),
         )
-        self.position += done
-        return leaves, done, status
+
+    def advance(self, done: int) -> None:
+        if not isinstance(self.sampler, _Constant):
+            self.position += done
 
 
 def _signature(batch: PyTree) -> Any:
     """What must agree for batches to be stacked and share a compilation."""
     leaves, treedef = jax.tree.flatten(batch)
     return treedef, tuple(
-        (jnp.shape(x), x.dtype) if eqx.is_array(x) else ("static", x) for x in leaves
+        (np.shape(x), np.result_type(x)) if eqx.is_array(x) else ("static", x)
+        for x in leaves
     )
 
 
@@ -466,17 +424,15 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-def _stack(batches: list[PyTree], length: int) -> PyTree:
-    """Stack `batches` leafwise, padded to `length` by repeating the last one."""
-    batches = batches + [batches[-1]] * (length - len(batches))
+def _stack(xs: Sequence[Any], axis: int) -> Any:
+    if all(isinstance(x, np.ndarray | np.generic) for x in xs):
+        return np.stack(xs, axis)
+    return jnp.stack(xs, axis)
 
-    def stack(*xs):
-        if all(isinstance(x, np.ndarray | np.generic) for x in xs):
-            return jnp.asarray(np.stack(xs))
-        return jnp.stack(xs)
 
-    arrays = [eqx.filter(b, eqx.is_array) for b in batches]
-    return jax.tree.map(stack, *arrays)
+def _nbytes(batch: PyTree) -> int:
+    arrays = [x for x in jax.tree.leaves(batch) if eqx.is_array(x)]
+    return max(1, sum(int(np.prod(np.shape(x))) * x.dtype.itemsize for x in arrays))
 
 
 # Upper bounds on one stacked chunk of host batches.
@@ -484,85 +440,91 @@ _MAX_HOST_CHUNK = 1000
 _MAX_HOST_CHUNK_BYTES = 64 * 2**20
 
 
-class HostFeeder:
-    """Runs chunks of batches drawn from `context.batch_generator`, in order.
-
-    The generator is looked up at every draw, so a callback may replace it.
-    Consecutive batches that agree in structure, shapes, dtypes and non-array
-    leaves are stacked (padded to a fixed length, so that every chunk reuses
-    one compilation) and transferred at once; a batch that differs starts the
-    next chunk.
-    """
-
-    def __init__(self, context: TrainingContext, chunk: int, offset: int = 0):
-        self.context = context
-        self.chunk = max(1, chunk)
-        self.exhausted = False
-        self.pending: list[tuple[PyTree]] = []
-        for _ in range(offset):
-            if self._next() is None:
-                break
-
-    def _next(self) -> tuple[PyTree] | None:
-        # Batches are wrapped in a 1-tuple: a batch may itself be None.
-        if self.pending:
-            return self.pending.pop()
-        try:
-            return (next(self.context.batch_generator),)
-        except StopIteration:
-            self.exhausted = True
-            return None
-
-    def run(
-        self,
-        state_leaves: list[Any],
-        state_treedef: Any,
-        num_steps: int,
-        loss: Loss,
-        optimizer: optax.GradientTransformationExtraArgs,
-    ) -> tuple[list[Any], int, int]:
-        first = self._next()
-        if first is None:
-            return state_leaves, 0, OK
-        group = [first[0]]
-        signature = _signature(group[0])
-        length = min(self.chunk, max(1, _MAX_HOST_CHUNK_BYTES // _nbytes(group[0])))
-        while len(group) < min(num_steps, length):
-            item = self._next()
-            if item is None:
-                break
-            if not _same(_signature(item[0]), signature):
-                self.pending.append(item)
-                break
-            group.append(item[0])
-        stacked = _stack(group, length)
-        static = eqx.filter(group[0], eqx.is_array, inverse=True)
-        return _run_guarded(
-            state_leaves,
-            state_treedef,
-            _Stacked(),
-            (stacked, static),
-            len(group),
-            loss,
-            optimizer,
-        )
-
-
-def _nbytes(batch: PyTree) -> int:
-    return max(
-        1,
-        sum(
-            int(np.prod(jnp.shape(x))) * x.dtype.itemsize
-            for x in jax.tree.leaves(batch)
-            if eqx.is_array(x)
-        ),
-    )
-
-
 def host_chunk(periods: Sequence[int | None], steps: int) -> int:
     """The number of host batches to stack per chunk (at most the shortest period)."""
     given = [p for p in periods if p is not None]
     return max(1, min([*given, steps, _MAX_HOST_CHUNK]))
+
+
+class HostFeeder:
+    """Chunks of batches drawn from `context.batch_generator`, in order.
+
+    The generator is looked up at every draw, so a callback may replace it.
+    With members, it yields one batch per member at each step. Consecutive
+    steps whose batches agree (across members too) in structure, shapes,
+    dtypes and non-array leaves are stacked (padded to a fixed length, so that
+    every chunk reuses one compilation) and transferred at once; a step that
+    differs starts the next chunk.
+    """
+
+    def __init__(
+        self, context: TrainingContext, chunk: int, offset: int, layout: Layout
+    ):
+        self.context = context
+        self.length = max(1, chunk)
+        self.layout = layout
+        self.pending: list[tuple[PyTree, ...]] = []
+        for _ in range(offset):
+            if self._next() is None:
+                break
+
+    def _next(self) -> tuple[PyTree, ...] | None:
+        # One step's batches as a tuple (of one batch, which may be None,
+        # without members).
+        if self.pending:
+            return self.pending.pop()
+        try:
+            item = next(self.context.batch_generator)
+        except StopIteration:
+            return None
+        if self.layout.members is None:
+            return (item,)
+        item = tuple(item)
+        if len(item) != self.layout.members:
+            raise invalid(
+                "The ensemble's batch generator",
+                f"to yield one batch per member ({self.layout.members})",
+                f"{len(item)} batches",
+            )
+        return item
+
+    def chunk(self, num_steps: int) -> tuple[Any, Any, Any, int] | None:
+        first = self._next()
+        if first is None:
+            return None
+        signature = _signature(first[0])
+        if not all(_same(_signature(b), signature) for b in first[1:]):
+            raise ValueError(
+                "The members' batches of one step differ in structure, shape, dtype "
+                "or non-array leaves; `klax.fit_ensemble` needs batches that can "
+                "be stacked across members."
+            )
+        members = len(first)
+        limit = _MAX_HOST_CHUNK_BYTES // (members * _nbytes(first[0]))
+        length = min(self.length, max(1, limit))
+        group = [first]
+        while len(group) < min(num_steps, length):
+            item = self._next()
+            if item is None:
+                break
+            if not all(_same(_signature(b), signature) for b in item):
+                self.pending.append(item)
+                break
+            group.append(item)
+        count = len(group)
+        group = group + [group[-1]] * (length - count)
+        arrays = [[eqx.filter(b, eqx.is_array) for b in item] for item in group]
+        if self.layout.members is None:  # (length, ...)
+            own = jax.tree.map(lambda *xs: _stack(xs, 0), *[a[0] for a in arrays])
+        else:  # (members, length, ...)
+            steps = [jax.tree.map(lambda *xs: _stack(xs, 0), *a) for a in arrays]
+            own = jax.tree.map(lambda *xs: _stack(xs, 1), *steps)
+        own = self.layout.place_members(jax.tree.map(jnp.asarray, own))
+        shared = eqx.filter(first[0], eqx.is_array, inverse=True)
+        return _Stacked(), shared, own, count
+
+    def advance(self, done: int) -> None:
+        pass
 
 
 # ---------------------------------------------------------------------------
@@ -582,16 +544,25 @@ def run_loop(
     context: TrainingContext,
     callbacks: Sequence[Any],
     make_feeder: Callable[[Sequence[int | None]], Any],
+    layout: Layout,
 ) -> None:
     """Run training as `klax.run_training_loop` specifies, fused between callbacks.
 
     `make_feeder(periods)` builds the feeder once the callbacks' periods are
-    known. Sets `context.stop_step` / `context.stop_reason` when the guard
-    rejects an update.
+    known. Sets `context.stop_step` / `context.stop_reason` (per member if
+    there are members) when the guard rejected an update.
     """
     periods = [step_period(callback) for callback in callbacks]
     feeder = make_feeder(periods)
     optimizer = with_extra_args(context.optimizer)
+    shape = () if layout.members is None else (layout.members,)
+    health = layout.place_members(
+        (
+            jnp.ones(shape, bool),
+            jnp.zeros(shape, jnp.int32),
+            jnp.zeros(shape, jnp.int32),
+        )
+    )
     for callback in callbacks:
         callback.on_training_start(context)
     while True:
@@ -602,44 +573,360 @@ def run_loop(
             context.state.step = jnp.asarray(step, dtype=jnp.int32)
         if step >= context.steps:
             break
-        target = _next_stop(step, periods, context.steps)
-        leaves, done, status = feeder.run(
+        chunk = feeder.chunk(_next_stop(step, periods, context.steps) - step)
+        if chunk is None:  # the batch iterator is exhausted
+            break
+        sampler, shared, own, count = chunk
+        leaves, done, health, alive = _run_chunk(
             context._state_leaves,
             context._state_treedef,
-            target - step,
+            layout,
+            sampler,
+            shared,
+            own,
+            health,
+            np.int32(count),
             context.loss,
             optimizer,
         )
+        done, alive = (int(x) for x in jax.device_get((done, alive)))
+        feeder.advance(done)
         if done:
             context.update_state(leaves)
-        if status != OK:
-            context.stop_step = step + done + 1
-            context.stop_reason = STOP_REASONS[status]
-            break
-        if done == 0:  # the batch iterator is exhausted
+        if not alive:
             break
         new_step = step + done
         stop = False
         for callback, period in zip(callbacks, periods, strict=True):
             if period is not None and new_step % period == 0:
                 stop = bool(callback.on_training_step(context)) or stop
-        if stop or feeder.exhausted:
+        if stop:
             break
+    _report(context, health, layout)
     for callback in callbacks:
         callback.on_training_end(context)
 
 
+def _report(context: TrainingContext, health: Health, layout: Layout) -> None:
+    """Store the step and reason of each member's rejected update in `context`."""
+    if layout.mesh is not None:  # readable on every host
+        health = sharding.gather(health, layout.mesh)
+    alive, stop_step, reason = (np.atleast_1d(x) for x in jax.device_get(health))
+    steps = [None if a else int(s) for a, s in zip(alive, stop_step, strict=True)]
+    reasons = [
+        None if a else STOP_REASONS[int(r)] for a, r in zip(alive, reason, strict=True)
+    ]
+    if layout.members is None:
+        context.stop_step, context.stop_reason = steps[0], reasons[0]
+    else:
+        context.stop_step, context.stop_reason = steps, reasons  # pyright: ignore
+
+
 def warn_stop(context: TrainingContext, stacklevel: int) -> None:
-    """Warn that the non-finite guard ended training early (if it did)."""
-    if context.stop_step is None:
-        return
-    k = context.stop_step
-    warnings.warn(
-        f"Training stopped at step {k} of {context.steps}: the update produced a "
-        f"{context.stop_reason}. It was rejected; the returned model and "
-        f"optimizer state are those after step {k - 1}, the last finite ones. "
+    """Warn that the non-finite guard froze the model or some members (if it did)."""
+    what = (
         "Lower the learning rate, check the data and the loss for NaN/inf, or "
-        "clip gradients (e.g. optax.clip_by_global_norm).",
-        RuntimeWarning,
-        stacklevel=stacklevel + 1,
+        "clip gradients (e.g. optax.clip_by_global_norm)."
     )
+    stop_steps, reasons = context.stop_step, context.stop_reason
+    if isinstance(stop_steps, list) and isinstance(reasons, list):
+        frozen = [i for i, s in enumerate(stop_steps) if s is not None]
+        if not frozen:
+            return
+        shown = ", ".join(
+            f"member {i} at step {stop_steps[i]} ({reasons[i]})" for i in frozen[:5]
+        )
+        more = f", and {len(frozen) - 5} more" if len(frozen) > 5 else ""
+        message = (
+            f"{len(frozen)} of {len(stop_steps)} ensemble members were frozen by "
+            f"the non-finite guard: {shown}{more}. Each keeps its parameters and "
+            "optimizer state from before the rejected update; the other members "
+            f"trained on (to step {context.steps} at most). See history.stop_step "
+            "/ history.stop_reason."
+        )
+    elif stop_steps is None:
+        return
+    else:
+        k = stop_steps
+        message = (
+            f"Training stopped at step {k} of {context.steps}: the update produced "
+            f"a {reasons}. It was rejected; the returned model and optimizer state "
+            f"are those after step {k - 1}, the last finite ones."
+        )
+    warnings.warn(f"{message} {what}", RuntimeWarning, stacklevel=stacklevel + 1)
+
+
+# ---------------------------------------------------------------------------
+# fit and fit_ensemble
+
+
+def check_callbacks(callbacks: Any) -> list[Any]:
+    """`callbacks` as a list, after checking that each has the three hooks."""
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        missing = [
+            name
+            for name in ("on_training_start", "on_training_step", "on_training_end")
+            if not callable(getattr(callback, name, None))
+        ]
+        if missing:
+            raise invalid(
+                "Callbacks",
+                "`klax.Callback` instances (or have its three methods)",
+                f"{callback!r}, which lacks {', '.join(missing)}",
+                error=TypeError,
+            )
+    return callbacks
+
+
+def _check_opt_state(
+    optimizer: Any, params: PyTree, opt_state: PyTree, layout: Layout, where: str
+) -> None:
+    init = optimizer.init if layout.members is None else eqx.filter_vmap(optimizer.init)
+    expected = jax.eval_shape(init, params)
+    want, got = jax.tree.structure(expected), jax.tree.structure(opt_state)
+    name = f"`{where}(init_opt_state=...)`"
+    hint = "Pass the `final_opt_state` of a run with the same optimizer and model."
+    if want != got:
+        raise invalid(
+            name,
+            f"structured like `optimizer.init(params)`, {want}",
+            f"{got}",
+            hint,
+        )
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(opt_state), strict=True):
+        if eqx.is_array(b) and a.shape != jnp.shape(b):
+            raise invalid(
+                f"{name} arrays",
+                f"shaped as `optimizer.init(params)` gives, e.g. {a.shape}",
+                f"an array of shape {jnp.shape(b)}",
+                hint,
+            )
+
+
+def _check_like(data: PyTree, other: PyTree, batch_axes: PyTree, where: str) -> None:
+    """Check that `validation_data` can be batched like the training data."""
+    name = f"`{where}(validation_data=...)`"
+    hint = (
+        "Pass validation data with the structure of the training data (the same "
+        "containers and number of arrays, batchable with the same batch_axes)."
+    )
+    want, got = jax.tree.structure(data), jax.tree.structure(other)
+    if want != got:
+        raise invalid(name, f"structured like data, {want}", str(got), hint)
+    try:
+        broadcast_and_get_size(other, batch_axes)
+    except ValueError as err:
+        raise invalid(name, "batchable with batch_axes", str(err), hint) from None
+
+
+class _EnsembleLogger(MetricLogger):
+    """A `MetricLogger` that shows per-member values as median (min, max)."""
+
+    def _describe(self, name: str, value: Any) -> str:
+        values = np.asarray(value)
+        if values.ndim == 1 and values.size and np.issubdtype(values.dtype, np.number):
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                return (
+                    f"{name}: {np.median(finite):.4e} (min {finite.min():.3e}, "
+                    f"max {finite.max():.3e})"
+                )
+        return super()._describe(name, value)
+
+
+@ft.lru_cache(maxsize=32)
+def _members_loss(
+    loss: Loss, run_state_axis: int | None, mesh: Any
+) -> Callable[[Any, PyTree, Any], Array]:
+    """`(ensemble, batch, run_state) -> losses`, one per member, same batch.
+
+    Cached, so that repeated fits reuse the compiled metric.
+    """
+
+    def evaluate(ensemble, batch, run_state):
+        rs_axes = None if run_state_axis is None else eqx.if_array(run_state_axis)
+        in_axes = (eqx.if_array(0), None, rs_axes)
+        values = eqx.filter_vmap(loss, in_axes=in_axes)(ensemble, batch, run_state)
+        if mesh is not None:  # gathered, so the host can read it (multi-host too)
+            values = jax.lax.with_sharding_constraint(values, sharding.replicated(mesh))
+        return values
+
+    return evaluate
+
+
+class _MemberBatches:
+    """`context.batch_generator` of an ensemble fit: yields one batch per member.
+
+    Member `m`'s batches come from `batcher(data, batch_size, batch_axes,
+    key=keys[m])`; the generators are created on first use.
+    """
+
+    def __init__(self, batcher, data, batch_size, batch_axes, keys):
+        self._args = (batcher, data, batch_size, batch_axes, keys)
+        self._generators: list[Any] | None = None
+
+    def __iter__(self) -> "_MemberBatches":
+        return self
+
+    def __next__(self) -> tuple[Any, ...]:
+        if self._generators is None:
+            batcher, data, batch_size, batch_axes, keys = self._args
+            self._generators = [
+                batcher(data, batch_size, batch_axes, key=keys[m])
+                for m in range(keys.shape[0])
+            ]
+        return tuple(next(g) for g in self._generators)
+
+
+def train(
+    model: Any,
+    data: PyTree,
+    *,
+    where: str,
+    members: int | None,
+    batch_size: int,
+    batch_axes: PyTree,
+    run_state: Any,
+    validation_data: PyTree,
+    steps: int,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    init_opt_state: PyTree,
+    batcher: Any,
+    make_logger: bool,
+    metrics: Sequence[Metric] | None,
+    log_every: int,
+    verbose: int,
+    callbacks: Sequence[Any] | None,
+    batch_offset: int,
+    run_state_per_member: bool,
+    mesh: Any,
+    shard: Any,
+    key: PRNGKeyArray,
+) -> tuple[Any, History | None]:
+    """`klax.fit` (`members=None`) and `klax.fit_ensemble` (`members=N`).
+
+    `where` names the public function in error messages.
+    """
+    steps = check_int(steps, f"`{where}(steps=...)`")
+    batch_offset = check_int(batch_offset, f"`{where}(batch_offset=...)`")
+    hint = "For example klax.mse, or a function decorated with @klax.loss."
+    if not isinstance(loss, Loss):
+        raise invalid(
+            f"`{where}(loss=...)`", "a `klax.Loss`", describe(loss), hint, TypeError
+        )
+    if not all(callable(getattr(optimizer, m, None)) for m in ("init", "update")):
+        raise invalid(
+            f"`{where}(optimizer=...)`",
+            "an optax optimizer (with `init` and `update`)",
+            describe(optimizer),
+            "For example optax.adam(1e-3).",
+            TypeError,
+        )
+    callbacks = check_callbacks(callbacks)
+    mesh = sharding.resolve_mesh(mesh, where)
+    member_axes, batch_mesh_axes = None, None
+    if mesh is not None:
+        member_axes, batch_mesh_axes = sharding.shard_plan(mesh, shard, members, where)
+    run_state_axis = 0 if run_state_per_member else None
+    layout = Layout(members, run_state_axis, mesh, member_axes)
+    if run_state_per_member:
+        for x in jax.tree.leaves(run_state):
+            if eqx.is_array(x) and (np.ndim(x) == 0 or np.shape(x)[0] != members):
+                raise invalid(
+                    f"`{where}(run_state=...)` with run_state_per_member=True",
+                    f"arrays with a leading member axis of length {members}",
+                    f"an array of shape {np.shape(x)}",
+                )
+    if validation_data is not None:
+        _check_like(data, validation_data, batch_axes, where)
+
+    params = eqx.filter(model, eqx.is_inexact_array)
+    if init_opt_state is None:
+        opt_state = layout.map(optimizer.init, (0,))(params)
+    else:
+        _check_opt_state(optimizer, params, init_opt_state, layout, where)
+        opt_state = init_opt_state
+    model = layout.map(apply, (0,))(model)
+    if members is None:
+        batch_keys = jr.split(key)[0]
+    else:
+        batch_keys = jax.vmap(lambda k: jr.split(k)[0])(jr.split(key, members))
+
+    train_loss = loss
+    if mesh is not None:
+        model, opt_state = layout.place_members((model, opt_state))
+        place = layout.place_members if run_state_per_member else layout.place_shared
+        run_state = place(run_state)
+        if batch_mesh_axes is not None:
+            train_loss = sharding.BatchShardedLoss(
+                loss, mesh, batch_mesh_axes, batch_axes
+            )
+    if members is None:
+        batch_generator = batcher(data, batch_size, batch_axes, key=batch_keys)
+    else:
+        batch_generator = _MemberBatches(
+            batcher, data, batch_size, batch_axes, batch_keys
+        )
+    context = TrainingContext(
+        model, optimizer, opt_state, batch_generator, run_state, train_loss, steps
+    )
+
+    logger = None
+    if make_logger:
+        metric_key = batch_keys if members is None else batch_keys[0]
+        evaluate = (
+            loss if members is None else _members_loss(loss, run_state_axis, mesh)
+        )
+        default: list[Metric] = [
+            BatchMetric(
+                "loss",
+                evaluate,
+                data,
+                batcher,
+                batch_size,
+                batch_axes,
+                True,
+                key=metric_key,
+            )
+        ]
+        if validation_data is not None:
+            default.append(
+                BatchMetric(
+                    "validation_loss",
+                    evaluate,
+                    validation_data,
+                    batcher,
+                    4 * batch_size,
+                    batch_axes,
+                    True,
+                    key=metric_key,
+                )
+            )
+        make = MetricLogger if members is None else _EnsembleLogger
+        logger = make(log_every, [*default, *(metrics or [])], verbose)
+        callbacks.append(logger)
+
+    if batcher is batch_data:
+        size = check_int(batch_size, "batch_size", minimum=1)
+        feeder = DeviceFeeder(
+            data, size, batch_axes, batch_keys, batch_offset, steps, layout
+        )
+        run_loop(context, callbacks, lambda periods: feeder, layout)
+    else:
+        run_loop(
+            context,
+            callbacks,
+            lambda periods: HostFeeder(
+                context, host_chunk(periods, steps), batch_offset, layout
+            ),
+            layout,
+        )
+    warn_stop(context, stacklevel=3)
+    if logger is None:
+        return context.state.model, None
+    history = logger.history
+    history.stop_step = context.stop_step
+    history.stop_reason = context.stop_reason
+    return context.state.model, history

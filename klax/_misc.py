@@ -1,10 +1,18 @@
-"""Small helpers shared across klax: dtypes and size arguments."""
+"""Internal helpers shared across klax: dtypes and argument validation.
 
+Every argument check of klax raises through `invalid`, so all messages read
+alike: `"{name} must be {expected}, but got {given}. {what to do}"`.
+"""
+
+import math
+import numbers
 import operator
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def default_floating_dtype() -> Any:
@@ -18,6 +26,99 @@ def default_floating_dtype() -> Any:
     return jnp.float32
 
 
+def is_none(x: Any) -> bool:
+    """`is_leaf` for pytrees in which `None` is a leaf (e.g. `batch_axes`)."""
+    return x is None
+
+
+def invalid(
+    name: str,
+    expected: str,
+    given: str,
+    hint: str = "",
+    error: type = ValueError,
+    verb: str = "be",
+) -> Exception:
+    """The exception for a bad argument, in klax's one message style.
+
+    **Arguments:**
+
+    - `name`: the argument as the user wrote it, e.g. `"klax.fit(steps=...)"`.
+    - `expected`: what it must be, e.g. `"a non-negative int"`.
+    - `given`: what was passed (see `describe`).
+    - `hint`: what to do instead (optional).
+    - `error`: the exception class (`ValueError` for a bad value, `TypeError`
+      for a bad kind of object).
+    - `verb`: the verb of the requirement (`"{name} must {verb} {expected}"`).
+
+    **Returns:**
+
+    The exception, to be raised by the caller.
+    """
+    message = f"{name} must {verb} {expected}, but got {given}."
+    return error(f"{message} {hint}" if hint else message)
+
+
+def describe(value: Any) -> str:
+    """`value` for an error message: its repr, and its type if that is unusual."""
+    if value is None or isinstance(value, bool | int | str):
+        return repr(value)
+    return f"{value!r} of type {type(value).__name__}"
+
+
+def check_int(value: Any, name: str, minimum: int = 0, hint: str = "") -> int:
+    """`value` as a Python int, after checking that it is an int `>= minimum`.
+
+    A bool or a non-integer raises `TypeError`, a too small int `ValueError`.
+    """
+    expected = {0: "a non-negative int", 1: "a positive int"}.get(
+        minimum, f"an int >= {minimum}"
+    )
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise invalid(name, expected, describe(value), hint, TypeError)
+    count = operator.index(value)
+    if count < minimum:
+        bound = "non-negative" if minimum == 0 else f"at least {minimum}"
+        raise invalid(name, bound, str(count), hint)
+    return count
+
+
+def check_index(value: Any, n: int, name: str) -> int:
+    """An index into `n` entries (negative ones count from the end), as `0..n-1`."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise invalid(name, "an int index", describe(value), error=TypeError)
+    index = operator.index(value)
+    if not -n <= index < n:
+        raise invalid(name, f"in range [-{n}, {n})", str(index))
+    return index % n
+
+
+def check_bool(value: Any, name: str) -> Any:
+    """`value` unchanged, after checking that it is a (Python or NumPy) bool."""
+    if not isinstance(value, bool | np.bool_):
+        raise invalid(name, "a bool", describe(value), error=TypeError)
+    return value
+
+
+def check_callable(value: Any, name: str, expected: str = "callable") -> Any:
+    """`value` unchanged, after checking that it can be called."""
+    if not callable(value):
+        raise invalid(name, expected, describe(value), error=TypeError)
+    return value
+
+
+def check_real(value: Any, name: str, hint: str = "") -> float:
+    """`value` as a float, after checking that it is a finite real `>= 0`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise invalid(name, "a finite, non-negative real number", describe(value), hint)
+    return float(value)
+
+
 def check_size(size: Any, name: str) -> int | Literal["scalar"]:
     """Validate a size argument (`int >= 0` or `"scalar"`) and return it unchanged.
 
@@ -26,24 +127,31 @@ def check_size(size: Any, name: str) -> int | Literal["scalar"]:
     if isinstance(size, str):
         if size == "scalar":
             return size
-        raise ValueError(
-            f"{name} must be a non-negative integer or the string 'scalar', "
-            f"but got the string {size!r}."
-        )
-    if isinstance(size, bool):
-        raise ValueError(
-            f"{name} must be a non-negative integer or 'scalar', but got {size!r}."
-        )
-    try:
-        value = operator.index(size)
-    except TypeError:
-        raise ValueError(
-            f"{name} must be a non-negative integer or 'scalar', but got "
-            f"{size!r} of type {type(size).__name__}."
-        ) from None
-    if value < 0:
-        raise ValueError(f"{name} must be non-negative, but got {value}.")
+        expected = "a non-negative integer or the string 'scalar'"
+        raise invalid(name, expected, f"the string {size!r}")
+    if isinstance(size, bool) or not hasattr(size, "__index__"):
+        raise invalid(name, "a non-negative integer or 'scalar'", describe(size))
+    if operator.index(size) < 0:
+        raise invalid(name, "non-negative", str(operator.index(size)))
     return size
+
+
+def check_widths(width_sizes: Any, owner: str) -> tuple[int, ...]:
+    """Validate a list of hidden widths and return it as a tuple of ints."""
+    name = f"`{owner}(width_sizes=...)`"
+    if isinstance(width_sizes, str) or not isinstance(width_sizes, Sequence):
+        expected = "a list/tuple of hidden layer widths (non-negative ints)"
+        hint = "For example width_sizes=[16, 16]."
+        raise invalid(name, expected, describe(width_sizes), hint, TypeError)
+    widths = []
+    for k, width in enumerate(width_sizes):
+        entry = f"{name} entry width_sizes[{k}]"
+        if width == "scalar":
+            hint = "Hidden layers cannot be 'scalar'."
+            raise invalid(entry, "a non-negative int", "'scalar'", hint)
+        check_size(width, entry)
+        widths.append(operator.index(width))
+    return tuple(widths)
 
 
 def size_as_int(size: int | Literal["scalar"]) -> int:

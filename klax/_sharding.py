@@ -16,7 +16,7 @@ annotations.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -27,6 +27,7 @@ from jaxtyping import PyTree
 
 from ._datahandler import broadcast_and_get_size
 from ._losses import Loss
+from ._misc import describe, invalid, is_none
 
 
 def resolve_mesh(mesh: Any, where: str) -> Mesh | None:
@@ -38,19 +39,15 @@ def resolve_mesh(mesh: Any, where: str) -> Mesh | None:
     """
     if mesh is None:
         return None
+    name = f"`{where}(mesh=...)`"
+    expected = 'None, a `jax.sharding.Mesh` or the string "all" (every device)'
     if isinstance(mesh, str):
         if mesh != "all":
-            raise ValueError(
-                f"`{where}(mesh=...)` must be None, a `jax.sharding.Mesh` or the "
-                f'string "all" (every device); got the string {mesh!r}.'
-            )
+            raise invalid(name, expected, f"the string {mesh!r}")
         mesh = Mesh(np.asarray(jax.devices()), ("devices",))
     if not isinstance(mesh, Mesh):
-        raise TypeError(
-            f"`{where}(mesh=...)` must be None, a `jax.sharding.Mesh` (e.g. "
-            '`jax.make_mesh((jax.device_count(),), ("devices",))`) or "all"; got '
-            f"{mesh!r} of type {type(mesh).__name__}."
-        )
+        hint = 'For example jax.make_mesh((jax.device_count(),), ("devices",)).'
+        raise invalid(name, expected, describe(mesh), hint, TypeError)
     axis_type = getattr(jax.sharding, "AxisType", None)
     if axis_type is None:  # older JAX: every mesh axis is automatic
         return mesh
@@ -65,13 +62,63 @@ def check_axes(mesh: Mesh, axes: Any, where: str) -> tuple[str, ...]:
     names = (axes,) if isinstance(axes, str) else tuple(axes)
     unknown = [a for a in names if a not in mesh.axis_names]
     if unknown or not names or not all(isinstance(a, str) for a in names):
-        raise ValueError(
-            f"`{where}` must name axes of the mesh, which has axes "
-            f"{tuple(mesh.axis_names)}; got {axes!r}."
-        )
+        expected = f"axes of the mesh, which has axes {mesh.axis_names}"
+        raise invalid(f"`{where}`", expected, repr(axes), verb="name")
     if len(set(names)) != len(names):
-        raise ValueError(f"`{where}` names a mesh axis twice: {axes!r}.")
+        raise invalid(f"`{where}`", "distinct mesh axes", repr(axes))
     return names
+
+
+def shard_plan(
+    mesh: Mesh, shard: Any, members: int | None, where: str
+) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """The mesh axes the members and the batches are split over.
+
+    `shard` is `"members"`, `"batch"` or a dict `{"members": axes, "batch":
+    axes}`; a single model (`members=None`) is always split by batch.
+    """
+    if members is None:
+        return None, tuple(mesh.axis_names)
+    name = f"`{where}(shard=...)`"
+    expected = '"members", "batch" or a dict {"members": axes, "batch": axes}'
+    if isinstance(shard, str):
+        if shard not in ("members", "batch"):
+            raise invalid(name, expected, repr(shard))
+        plan = {shard: tuple(mesh.axis_names)}
+    elif isinstance(shard, Mapping):
+        unknown = set(shard) - {"members", "batch"}
+        if unknown:
+            raise invalid(
+                f"{name} keys",
+                '"members" and/or "batch"',
+                repr(sorted(map(repr, unknown))),
+            )
+        plan = {
+            k: check_axes(mesh, v, f"{where}(shard[{k!r}])")
+            for k, v in shard.items()
+            if v is not None
+        }
+        if set(plan.get("members", ())) & set(plan.get("batch", ())):
+            raise invalid(
+                name,
+                "a split in which no mesh axis splits both members and batches",
+                repr(dict(shard)),
+            )
+    else:
+        raise invalid(name, expected, describe(shard), error=TypeError)
+    member_axes = plan.get("members")
+    if member_axes is not None:
+        devices = axes_size(mesh, member_axes)
+        if members % devices:
+            raise invalid(
+                f"An ensemble of {members} members cannot be split evenly over the "
+                f"{devices} devices of the mesh axes {member_axes}: the number of "
+                "members",
+                f"divisible by {devices}",
+                str(members),
+                'Use such a number of members, or shard="batch".',
+            )
+    return member_axes, plan.get("batch")
 
 
 def axes_size(mesh: Mesh, axes: Sequence[str]) -> int:
@@ -148,10 +195,6 @@ def constrain_leading(tree: PyTree, mesh: Mesh, axes: Sequence[str]) -> PyTree:
     )
 
 
-def _is_none(x: Any) -> bool:
-    return x is None
-
-
 class BatchShardedLoss(Loss):
     """A loss whose batches are split over mesh axes along their batch axis.
 
@@ -167,7 +210,7 @@ class BatchShardedLoss(Loss):
         self.mesh = mesh
         self.axes = tuple(axes)
         self.batch_axes = batch_axes
-        leaves, treedef = jax.tree.flatten(batch_axes, is_leaf=_is_none)
+        leaves, treedef = jax.tree.flatten(batch_axes, is_leaf=is_none)
         self._key = (loss, mesh, self.axes, tuple(leaves), treedef)
 
     def __eq__(self, other: object) -> bool:
@@ -189,16 +232,19 @@ class BatchShardedLoss(Loss):
             ndim = np.ndim(x)
             axis = axis % ndim
             if np.shape(x)[axis] % devices:
-                raise ValueError(
-                    f"A batch of {np.shape(x)[axis]} samples cannot be split "
-                    f"evenly over the {devices} devices of the mesh axes "
-                    f"{self.axes}: choose a batch_size divisible by {devices}."
+                raise invalid(
+                    f"A batch of {np.shape(x)[axis]} samples cannot be split evenly "
+                    f"over the {devices} devices of the mesh axes {self.axes}: the "
+                    "batch size",
+                    f"divisible by {devices}",
+                    str(np.shape(x)[axis]),
+                    f"Choose a batch_size divisible by {devices}.",
                 )
             return jax.lax.with_sharding_constraint(
                 x, along(self.mesh, self.axes, axis, ndim)
             )
 
-        return jax.tree.map(split, full_axes, batch, is_leaf=_is_none)
+        return jax.tree.map(split, full_axes, batch, is_leaf=is_none)
 
     def value(self, model: Any, batch: PyTree, run_state: Any) -> Any:
         return self.loss.value(model, self.constrain(batch), run_state)

@@ -1,31 +1,31 @@
 """Training: one update step, the callback loop around it, and `fit`."""
 
-import operator
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import equinox as eqx
 import jax
-import jax.random as jr
 import optax
 from jaxtyping import PRNGKeyArray, PyTree
 
 from ._callbacks import Callback
-from ._datahandler import Batcher, _check_batch_size, batch_data
-from ._logging import BatchMetric, History, Metric, MetricLogger
+from ._datahandler import Batcher, batch_data
+from ._logging import History, Metric
 from ._loop import (
-    DeviceFeeder,
+    DEFAULT_OPTIMIZER,
     HostFeeder,
+    Layout,
+    check_callbacks,
     host_chunk,
     run_loop,
+    train,
     train_step,
     warn_stop,
     with_extra_args,
 )
 from ._losses import Loss, mse
-from ._sharding import BatchShardedLoss, replicate, resolve_mesh
+from ._misc import check_int
 from ._trainstate import TrainingContext
-from ._wrappers import apply
 
 TModel = TypeVar("TModel", bound=eqx.Module)
 
@@ -37,7 +37,9 @@ def make_step(
     batch: PyTree,
     loss: Loss,
     optimizer: optax.GradientTransformation,
-) -> tuple[list[Any], Any]:
+    *,
+    return_loss: bool = False,
+) -> tuple[list[Any], Any] | tuple[list[Any], Any, Any]:
     """One compiled training update on the flattened training state.
 
     Computes the loss and its gradient, updates the parameters with the
@@ -57,32 +59,34 @@ def make_step(
     - `loss`: a [`klax.Loss`][].
     - `optimizer`: an optax optimizer (wrapped with
       `optax.with_extra_args_support` if it does not take extra arguments).
+    - `return_loss`: also return the loss of `batch` before the update, the
+      value the gradient was computed with, so that a custom loop can log it
+      without evaluating the loss again. (Keyword only argument.)
 
     **Returns:**
 
     `(new_leaves, treedef)`: the flattened updated state (a list, leaf by leaf
     comparable with `state_leaves`) and its tree definition (equal to
-    `state_treedef`).
+    `state_treedef`). With `return_loss=True`, `(new_leaves, treedef, loss)`.
+
+    Example:
+        >>> import equinox as eqx, jax, jax.numpy as jnp, jax.random as jr, optax
+        >>> import klax
+        >>> model = klax.nn.Linear("scalar", "scalar", jr.normal, key=jr.key(0))
+        >>> optimizer = optax.sgd(0.1)
+        >>> opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+        >>> state = klax.TrainingState(model, opt_state, None, jnp.array(0))
+        >>> leaves, treedef = jax.tree.flatten(state)
+        >>> batch = (jnp.linspace(0.0, 1.0, 4), jnp.linspace(0.0, 2.0, 4))
+        >>> leaves, treedef, value = klax.make_step(
+        ...     leaves, treedef, batch, klax.mse, optimizer, return_loss=True)
+        >>> int(jax.tree.unflatten(treedef, leaves).step), value.shape
+        (1, ())
     """
     state = jax.tree.unflatten(state_treedef, state_leaves)
-    new_state, _ = train_step(state, batch, loss, with_extra_args(optimizer))
-    return jax.tree.flatten(new_state)
-
-
-def _check_callbacks(callbacks: Any) -> list[Any]:
-    callbacks = list(callbacks or [])
-    for callback in callbacks:
-        missing = [
-            name
-            for name in ("on_training_start", "on_training_step", "on_training_end")
-            if not callable(getattr(callback, name, None))
-        ]
-        if missing:
-            raise TypeError(
-                f"Callbacks must be `klax.Callback` instances (or have its three "
-                f"methods); {callback!r} lacks {', '.join(missing)}."
-            )
-    return callbacks
+    new_state, value = train_step(state, batch, loss, with_extra_args(optimizer))
+    new_leaves, treedef = jax.tree.flatten(new_state)
+    return (new_leaves, treedef, value) if return_loss else (new_leaves, treedef)
 
 
 def run_training_loop(
@@ -121,52 +125,19 @@ def run_training_loop(
 
     The same `context` object, holding the final state.
     """
-    callbacks = _check_callbacks(callbacks)
-    _check_count(context.steps, "steps", "klax.run_training_loop(context.steps=...)")
+    callbacks = check_callbacks(callbacks)
+    check_int(context.steps, "`klax.run_training_loop(context)`: context.steps")
+    layout = Layout()
     run_loop(
         context,
         callbacks,
-        lambda periods: HostFeeder(context, host_chunk(periods, context.steps)),
+        lambda periods: HostFeeder(
+            context, host_chunk(periods, context.steps), 0, layout
+        ),
+        layout,
     )
     warn_stop(context, stacklevel=2)
     return context
-
-
-def _check_count(value: Any, name: str, where: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"`{where}` must be a non-negative int; got {value!r}.")
-    try:
-        count = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"`{where}` must be a non-negative int; got {value!r} of type "
-            f"{type(value).__name__}."
-        ) from None
-    if count < 0:
-        raise ValueError(f"`{where}` must be non-negative; got {name}={count}.")
-    return count
-
-
-def _check_opt_state(optimizer: Any, params: PyTree, opt_state: PyTree) -> None:
-    expected = jax.eval_shape(optimizer.init, params)
-    want, got = jax.tree.structure(expected), jax.tree.structure(opt_state)
-    if want != got:
-        raise ValueError(
-            "`klax.fit(init_opt_state=...)` does not fit the optimizer and model: "
-            "its structure differs from `optimizer.init(params)`. Pass the "
-            "`final_opt_state` of a run with the same optimizer and model.\n"
-            f"Expected: {want}\nGot:      {got}"
-        )
-    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(opt_state), strict=True):
-        if eqx.is_array(b) and a.shape != jax.numpy.shape(b):
-            raise ValueError(
-                "`klax.fit(init_opt_state=...)` does not fit the model: an "
-                f"optimizer state array has shape {jax.numpy.shape(b)} where "
-                f"`optimizer.init(params)` gives {a.shape}."
-            )
-
-
-_DEFAULT_OPTIMIZER = optax.adam(1e-3)
 
 
 def fit(
@@ -179,7 +150,7 @@ def fit(
     validation_data: PyTree = None,
     steps: int = 1000,
     loss: Loss = mse,
-    optimizer: optax.GradientTransformation = _DEFAULT_OPTIMIZER,
+    optimizer: optax.GradientTransformation = DEFAULT_OPTIMIZER,
     init_opt_state: PyTree = None,
     batcher: Batcher = batch_data,
     make_logger: bool = True,
@@ -297,93 +268,28 @@ def fit(
         >>> history["loss"][0], history.total_steps
         ([0, 100, 200], 200)
     """
-    steps = _check_count(steps, "steps", "klax.fit(steps=...)")
-    batch_offset = _check_count(
-        batch_offset, "batch_offset", "klax.fit(batch_offset=...)"
+    return train(
+        model,
+        data,
+        where="klax.fit",
+        members=None,
+        batch_size=batch_size,
+        batch_axes=batch_axes,
+        run_state=run_state,
+        validation_data=validation_data,
+        steps=steps,
+        loss=loss,
+        optimizer=optimizer,
+        init_opt_state=init_opt_state,
+        batcher=batcher,
+        make_logger=make_logger,
+        metrics=metrics,
+        log_every=log_every,
+        verbose=verbose,
+        callbacks=callbacks,
+        batch_offset=batch_offset,
+        run_state_per_member=False,
+        mesh=mesh,
+        shard="batch",
+        key=key,
     )
-    if not isinstance(loss, Loss):
-        raise TypeError(
-            "`klax.fit(loss=...)` must be a `klax.Loss`, e.g. `klax.mse` or a "
-            f"function decorated with `@klax.loss`; got {loss!r}."
-        )
-    if not (
-        callable(getattr(optimizer, "init", None))
-        and callable(getattr(optimizer, "update", None))
-    ):
-        raise TypeError(
-            "`klax.fit(optimizer=...)` must be an optax optimizer (with `init` and "
-            f"`update`), e.g. `optax.adam(1e-3)`; got {optimizer!r}."
-        )
-    callbacks = _check_callbacks(callbacks)
-    mesh = resolve_mesh(mesh, "klax.fit")
-
-    params = eqx.filter(model, eqx.is_inexact_array)
-    if init_opt_state is None:
-        opt_state = optimizer.init(params)
-    else:
-        _check_opt_state(optimizer, params, init_opt_state)
-        opt_state = init_opt_state
-    model = apply(model)
-    bkey, key = jr.split(key)
-    batch_generator = batcher(data, batch_size, batch_axes, key=bkey)
-    train_loss = loss
-    if mesh is not None:  # data parallel: state replicated, each batch split
-        model, opt_state, run_state = replicate((model, opt_state, run_state), mesh)
-        train_loss = BatchShardedLoss(loss, mesh, mesh.axis_names, batch_axes)
-    context = TrainingContext(
-        model, optimizer, opt_state, batch_generator, run_state, train_loss, steps
-    )
-
-    logger = None
-    if make_logger:
-        default_metrics: list[Metric] = [
-            BatchMetric(
-                "loss",
-                loss,
-                data,
-                batcher,
-                batch_size,
-                batch_axes,
-                verbose=True,
-                key=bkey,
-            )
-        ]
-        if validation_data is not None:
-            default_metrics.append(
-                BatchMetric(
-                    "validation_loss",
-                    loss,
-                    validation_data,
-                    batcher,
-                    4 * batch_size,
-                    batch_axes,
-                    verbose=True,
-                    key=bkey,
-                )
-            )
-        logger = MetricLogger(log_every, [*default_metrics, *(metrics or [])], verbose)
-        callbacks.append(logger)
-
-    if batcher is batch_data:
-        # Validate now (batch_data itself would only fail at the first batch).
-        feeder = DeviceFeeder(
-            data, _check_batch_size(batch_size), batch_axes, bkey, batch_offset, steps
-        )
-        run_loop(context, callbacks, lambda periods: feeder)
-    else:
-        run_loop(
-            context,
-            callbacks,
-            lambda periods: HostFeeder(
-                context, host_chunk(periods, steps), batch_offset
-            ),
-        )
-
-    if logger is None:
-        warn_stop(context, stacklevel=2)
-        return context.state.model, None
-    history = logger.history
-    history.stop_step = context.stop_step
-    history.stop_reason = context.stop_reason
-    warn_stop(context, stacklevel=2)
-    return context.state.model, history

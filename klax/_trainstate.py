@@ -48,9 +48,6 @@ jax.tree_util.register_dataclass(
     meta_fields=[],
 )
 
-_STATE_FIELDS = ("model", "opt_state", "run_state", "step")
-
-
 class TrainingContext:
     """The training state plus everything a run keeps fixed; callbacks receive it.
 
@@ -67,15 +64,16 @@ class TrainingContext:
 
     After a run, `stop_step` and `stop_reason` say whether the loop stopped
     early because an update produced a non-finite loss or non-finite parameters
-    (both `None` otherwise).
+    (both `None` otherwise; after [`klax.fit_ensemble`][], lists with one entry
+    per member).
     """
 
     optimizer: optax.GradientTransformationExtraArgs
     loss: Loss
     batch_generator: Iterator[PyTree]
     steps: int
-    stop_step: int | None
-    stop_reason: str | None
+    stop_step: int | list[int | None] | None
+    stop_reason: str | list[str | None] | None
 
     def __init__(
         self,
@@ -109,34 +107,13 @@ class TrainingContext:
         self.steps = steps
         self.stop_step = None
         self.stop_reason = None
-        state = TrainingState(
+        # The state is held either as a `TrainingState` object (`_state`) or,
+        # after `update_state` and until the next access of `state`, as leaves.
+        self._state: TrainingState | None = TrainingState(
             model, opt_state, run_state, jnp.array(0, dtype=jnp.int32)
         )
-        leaves, treedef = jax.tree.flatten(state)
-        self._leaves: list[Any] = leaves
-        self._state_treedef: Any = treedef
-        self._remember(state)
-
-    def _remember(self, state: TrainingState) -> None:
-        # The materialised state and the four objects it was built from: an
-        # identity comparison tells whether a callback changed it in place.
-        self._state: TrainingState | None = state
-        self._parts = tuple(getattr(state, name) for name in _STATE_FIELDS)
-
-    def _sync(self) -> None:
-        """Re-flatten the state object if someone assigned one of its fields."""
-        state = self._state
-        if state is None:
-            return
-        if all(
-            getattr(state, name) is part
-            for name, part in zip(_STATE_FIELDS, self._parts, strict=True)
-        ):
-            return
-        leaves, treedef = jax.tree.flatten(state)
-        self._check_structure(treedef)
-        self._leaves = leaves
-        self._parts = tuple(getattr(state, name) for name in _STATE_FIELDS)
+        self._leaves: list[Any] = []
+        self._state_treedef: Any = jax.tree.structure(self._state)
 
     def _check_structure(self, treedef: Any) -> None:
         if treedef != self._state_treedef:
@@ -150,8 +127,11 @@ class TrainingContext:
     @property
     def _state_leaves(self) -> list[Any]:
         """The flattened current state (honours in-place edits of `state`)."""
-        self._sync()
-        return self._leaves
+        if self._state is None:
+            return self._leaves
+        leaves, treedef = jax.tree.flatten(self._state)
+        self._check_structure(treedef)
+        return leaves
 
     @_state_leaves.setter
     def _state_leaves(self, leaves: list[Any]) -> None:
@@ -160,20 +140,15 @@ class TrainingContext:
     @property
     def state(self) -> TrainingState:
         """The current [`TrainingState`][klax.TrainingState]."""
-        state = self._state
-        if state is None:
-            state = jax.tree.unflatten(self._state_treedef, self._leaves)
-            self._remember(state)
-        else:
-            self._sync()
-        return state
+        if self._state is None:
+            self._state = jax.tree.unflatten(self._state_treedef, self._leaves)
+            self._leaves = []
+        return self._state
 
     @state.setter
     def state(self, new_state: TrainingState) -> None:
-        leaves, treedef = jax.tree.flatten(new_state)
-        self._check_structure(treedef)
-        self._leaves = leaves
-        self._remember(new_state)
+        self._check_structure(jax.tree.structure(new_state))
+        self._state = new_state
 
     def update_state(self, leaves: list[Any]) -> None:
         """Replace the flattened state by `leaves` (same structure, same order).
