@@ -39,6 +39,7 @@ from ._losses import (
     mse as mse,
 )
 from ._serialization import (
+    load_leaves as load_leaves,
     text_deserialize_filter_spec as text_deserialize_filter_spec,
     text_serialize_filter_spec as text_serialize_filter_spec,
 )

@@ -1,8 +1,9 @@
 """Callbacks: hooks that run in Python around the training loop."""
 
-import operator
 from abc import ABC
 from typing import Any
+
+from ._misc import check_int
 
 
 class Callback(ABC):  # noqa: B024 (every hook is optional, none is abstract)
@@ -63,19 +64,4 @@ def step_period(callback: Any) -> int | None:
     every = getattr(callback, "call_every", None)
     if every is None:
         return 1
-    try:
-        if isinstance(every, bool):
-            raise TypeError
-        every_int = operator.index(every)
-    except TypeError:
-        raise TypeError(
-            f"`call_every` of the callback {callback!r} must be None or an int "
-            f"(call on_training_step at steps divisible by it); got {every!r} of "
-            f"type {type(every).__name__}."
-        ) from None
-    if every_int < 1:
-        raise ValueError(
-            f"`call_every` of the callback {callback!r} must be at least 1; got "
-            f"{every_int}."
-        )
-    return every_int
+    return check_int(every, f"`call_every` of the callback {callback!r}", minimum=1)

@@ -97,6 +97,23 @@ def broadcast_and_get_size(data: PyTree, batch_axes: PyTree) -> tuple[PyTree, in
     return full_axes, int(sizes[0])
 
 
+def check_like(data: PyTree, other: PyTree, batch_axes: PyTree, name: str) -> None:
+    """Check that `other` (e.g. validation data) can be batched like `data`."""
+    hint = (
+        "Pass data with the structure of the training data (the same containers "
+        "and number of arrays, batchable with the same batch_axes)."
+    )
+    want, got = jax.tree.structure(data), jax.tree.structure(other)
+    if want != got:
+        raise invalid(
+            name, f"structured like the training data, {want}", str(got), hint
+        )
+    try:
+        broadcast_and_get_size(other, batch_axes)
+    except ValueError as err:
+        raise invalid(name, "batchable with batch_axes", str(err), hint) from None
+
+
 @runtime_checkable
 class Batcher(Protocol):
     """What [`klax.fit`][] and [`klax.BatchMetric`][] accept as `batcher`.

@@ -502,28 +502,8 @@ def fit_ensemble(
         >>> history["loss"][0], history["loss"][1][-1].shape
         ([0, 100, 200], (3,))
     """
+    options = locals()
+    model = options.pop("ensemble")
     return train(
-        ensemble,
-        data,
-        where="klax.fit_ensemble",
-        members=ensemble_size(ensemble),
-        batch_size=batch_size,
-        batch_axes=batch_axes,
-        run_state=run_state,
-        validation_data=validation_data,
-        steps=steps,
-        loss=loss,
-        optimizer=optimizer,
-        init_opt_state=init_opt_state,
-        batcher=batcher,
-        make_logger=make_logger,
-        metrics=metrics,
-        log_every=log_every,
-        verbose=verbose,
-        callbacks=callbacks,
-        batch_offset=batch_offset,
-        run_state_per_member=run_state_per_member,
-        mesh=mesh,
-        shard=shard,
-        key=key,
+        model, where="klax.fit_ensemble", members=ensemble_size(model), **options
     )

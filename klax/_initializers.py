@@ -52,8 +52,9 @@ def canonicalize_initializer(init: SupportedInitializer) -> Initializer:
         >>> init(jax.random.key(0), (2, 3), 2).shape
         (2, 3)
 
-    Raises:
-        TypeError: if `init` is not callable or its signature cannot be inspected.
+    **Raises:**
+
+    `TypeError` if `init` is not callable or its signature cannot be inspected.
     """
     try:
         signature = inspect.signature(init)
@@ -103,14 +104,16 @@ def hoedt_normal(
     weights at a stable scale (Hoedt & Klambauer, 2023). Pair it with
     [`klax.hoedt_bias`][] for the biases of the same layers.
 
-    Arguments:
-        in_axis: axis of the weight array that counts the inputs.
-        dtype: default dtype of the samples.
+    **Arguments:**
 
-    Returns:
-        A JAX-style initializer `(key, shape, dtype=dtype) -> Array`. It raises
-        `ValueError` if `shape` has no axis `in_axis`, and returns an empty array
-        when `shape[in_axis] == 0`.
+    - `in_axis`: the axis of the weight array that counts the inputs.
+    - `dtype`: the default dtype of the samples.
+
+    **Returns:**
+
+    A JAX-style initializer `(key, shape, dtype=dtype) -> Array`. It raises
+    `ValueError` if `shape` has no axis `in_axis`, and returns an empty array
+    when `shape[in_axis] == 0`.
 
     Example:
         >>> import jax
@@ -149,8 +152,9 @@ def hoedt_bias() -> Initializer:
     sign cancels the positive mean that non-negative weights give every
     pre-activation (Hoedt & Klambauer, 2023). The key is not used.
 
-    Returns:
-        A klax [`Initializer`][klax.Initializer] `(key, shape, fan_in, dtype)`.
+    **Returns:**
+
+    A klax [`Initializer`][klax.Initializer] `(key, shape, fan_in, dtype)`.
 
     Example:
         >>> import jax

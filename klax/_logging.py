@@ -7,7 +7,6 @@ callback evaluates its metrics every `log_every` steps, stores the values in a
 tqdm progress bar).
 """
 
-import operator
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from jaxtyping import PRNGKeyArray, PyTree
 
 from ._callbacks import Callback
 from ._datahandler import Batcher
+from ._misc import check_callable, check_int, describe, invalid
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,10 +42,7 @@ class Metric(Protocol):
 
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str):
-        raise TypeError(
-            f"`{where}(name=...)` must be a string; got {name!r} of type "
-            f"{type(name).__name__}."
-        )
+        raise invalid(f"`{where}(name=...)`", "a string", describe(name), "", TypeError)
     return name
 
 
@@ -108,11 +105,11 @@ class BatchMetric:
         - `jit_compile`: wrap `func` in `eqx.filter_jit` (the default).
         - `key`: the batcher's PRNG key. (Keyword only argument.)
         """
-        if not callable(func):
-            raise TypeError(
-                "`klax.BatchMetric(func=...)` must be callable as "
-                f"`func(model, batch, run_state)`; got {func!r}."
-            )
+        check_callable(
+            func,
+            "`klax.BatchMetric(func=...)`",
+            "callable as func(model, batch, run_state)",
+        )
         self.name = _check_name(name, "klax.BatchMetric")
         self.verbose = verbose
         self.batch_generator = batcher(data, batch_size, batch_axes, key=key)
@@ -347,21 +344,6 @@ class History:
         self.stop_reason = other.stop_reason
 
 
-def _check_log_every(log_every: Any) -> int:
-    if isinstance(log_every, bool):
-        raise TypeError(f"log_every must be a positive int; got {log_every!r}.")
-    try:
-        value = operator.index(log_every)
-    except TypeError:
-        raise TypeError(
-            f"log_every must be a positive int; got {log_every!r} of type "
-            f"{type(log_every).__name__}."
-        ) from None
-    if value < 1:
-        raise ValueError(f"log_every must be at least 1; got log_every={value}.")
-    return value
-
-
 class MetricLogger(Callback):
     """Callback that logs metrics every `log_every` steps into a `History`.
 
@@ -396,10 +378,10 @@ class MetricLogger(Callback):
           back to 1 with a warning if tqdm is not installed).
         - `history`: a `History` to append to; a new one if None.
         """
-        self.log_every = _check_log_every(log_every)
+        self.log_every = check_int(log_every, "log_every", minimum=1)
         if verbose not in (0, 1, 2):
-            raise ValueError(
-                f"`klax.MetricLogger(verbose=...)` must be 0, 1 or 2; got {verbose!r}."
+            raise invalid(
+                "`klax.MetricLogger(verbose=...)`", "0, 1 or 2", describe(verbose)
             )
         verbose = int(verbose)
         if verbose == 2:

@@ -42,10 +42,23 @@ from jaxtyping import Array, Bool, Int, PRNGKeyArray, PyTree, Scalar
 
 from . import _sharding as sharding
 from ._callbacks import step_period
-from ._datahandler import batch_data, broadcast_and_get_size, epoch_keys, permutations
+from ._datahandler import (
+    batch_data,
+    broadcast_and_get_size,
+    check_like,
+    epoch_keys,
+    permutations,
+)
 from ._logging import BatchMetric, History, Metric, MetricLogger
 from ._losses import Loss
-from ._misc import check_int, describe, invalid
+from ._misc import (
+    check_callbacks,
+    check_int,
+    check_loss_and_optimizer,
+    check_member_axis,
+    check_opt_state,
+    invalid,
+)
 from ._trainstate import TrainingContext, TrainingState
 from ._wrappers import apply
 
@@ -186,10 +199,16 @@ class Layout(eqx.Module):
         """Arrays every member reads, replicated on the mesh."""
         return tree if self.mesh is None else sharding.replicate(tree, self.mesh)
 
-    def map(self, fn: Callable, in_axes: tuple) -> Callable:
-        """`fn` vmapped over the member axis (`fn` itself without members)."""
+    def map(self, fn: Callable, in_axes: Any = None) -> Callable:
+        """`fn` vmapped over the member axis (`fn` itself without members).
+
+        Without `in_axes`, every array of the arguments is mapped over its
+        leading axis and non-arrays are passed through (`eqx.filter_vmap`).
+        """
         if self.members is None:
             return fn
+        if in_axes is None:
+            return eqx.filter_vmap(fn)
         return jax.vmap(fn, in_axes=in_axes, spmd_axis_name=self.member_axes)
 
 
@@ -412,7 +431,7 @@ def _signature(batch: PyTree) -> Any:
     """What must agree for batches to be stacked and share a compilation."""
     leaves, treedef = jax.tree.flatten(batch)
     return treedef, tuple(
-        (np.shape(x), np.result_type(x)) if eqx.is_array(x) else ("static", x)
+        (np.shape(x), x.dtype) if eqx.is_array(x) else ("static", x)
         for x in leaves
     )
 
@@ -660,66 +679,6 @@ def warn_stop(context: TrainingContext, stacklevel: int) -> None:
 # fit and fit_ensemble
 
 
-def check_callbacks(callbacks: Any) -> list[Any]:
-    """`callbacks` as a list, after checking that each has the three hooks."""
-    callbacks = list(callbacks or [])
-    for callback in callbacks:
-        missing = [
-            name
-            for name in ("on_training_start", "on_training_step", "on_training_end")
-            if not callable(getattr(callback, name, None))
-        ]
-        if missing:
-            raise invalid(
-                "Callbacks",
-                "`klax.Callback` instances (or have its three methods)",
-                f"{callback!r}, which lacks {', '.join(missing)}",
-                error=TypeError,
-            )
-    return callbacks
-
-
-def _check_opt_state(
-    optimizer: Any, params: PyTree, opt_state: PyTree, layout: Layout, where: str
-) -> None:
-    init = optimizer.init if layout.members is None else eqx.filter_vmap(optimizer.init)
-    expected = jax.eval_shape(init, params)
-    want, got = jax.tree.structure(expected), jax.tree.structure(opt_state)
-    name = f"`{where}(init_opt_state=...)`"
-    hint = "Pass the `final_opt_state` of a run with the same optimizer and model."
-    if want != got:
-        raise invalid(
-            name,
-            f"structured like `optimizer.init(params)`, {want}",
-            f"{got}",
-            hint,
-        )
-    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(opt_state), strict=True):
-        if eqx.is_array(b) and a.shape != jnp.shape(b):
-            raise invalid(
-                f"{name} arrays",
-                f"shaped as `optimizer.init(params)` gives, e.g. {a.shape}",
-                f"an array of shape {jnp.shape(b)}",
-                hint,
-            )
-
-
-def _check_like(data: PyTree, other: PyTree, batch_axes: PyTree, where: str) -> None:
-    """Check that `validation_data` can be batched like the training data."""
-    name = f"`{where}(validation_data=...)`"
-    hint = (
-        "Pass validation data with the structure of the training data (the same "
-        "containers and number of arrays, batchable with the same batch_axes)."
-    )
-    want, got = jax.tree.structure(data), jax.tree.structure(other)
-    if want != got:
-        raise invalid(name, f"structured like data, {want}", str(got), hint)
-    try:
-        broadcast_and_get_size(other, batch_axes)
-    except ValueError as err:
-        raise invalid(name, "batchable with batch_axes", str(err), hint) from None
-
-
 class _EnsembleLogger(MetricLogger):
     """A `MetricLogger` that shows per-member values as median (min, max)."""
 
@@ -755,28 +714,18 @@ def _members_loss(
     return evaluate
 
 
-class _MemberBatches:
-    """`context.batch_generator` of an ensemble fit: yields one batch per member.
+def _member_batches(batcher, data, batch_size, batch_axes, keys):
+    """`context.batch_generator` of an ensemble: one batch per member and step.
 
     Member `m`'s batches come from `batcher(data, batch_size, batch_axes,
     key=keys[m])`; the generators are created on first use.
     """
-
-    def __init__(self, batcher, data, batch_size, batch_axes, keys):
-        self._args = (batcher, data, batch_size, batch_axes, keys)
-        self._generators: list[Any] | None = None
-
-    def __iter__(self) -> "_MemberBatches":
-        return self
-
-    def __next__(self) -> tuple[Any, ...]:
-        if self._generators is None:
-            batcher, data, batch_size, batch_axes, keys = self._args
-            self._generators = [
-                batcher(data, batch_size, batch_axes, key=keys[m])
-                for m in range(keys.shape[0])
-            ]
-        return tuple(next(g) for g in self._generators)
+    generators = [batcher(data, batch_size, batch_axes, key=k) for k in keys]
+    while True:
+        try:
+            yield tuple(next(g) for g in generators)
+        except StopIteration:
+            return
 
 
 def train(
@@ -800,10 +749,10 @@ def train(
     verbose: int,
     callbacks: Sequence[Any] | None,
     batch_offset: int,
-    run_state_per_member: bool,
     mesh: Any,
-    shard: Any,
     key: PRNGKeyArray,
+    run_state_per_member: bool = False,
+    shard: Any = "batch",
 ) -> tuple[Any, History | None]:
     """`klax.fit` (`members=None`) and `klax.fit_ensemble` (`members=N`).
 
@@ -811,48 +760,36 @@ def train(
     """
     steps = check_int(steps, f"`{where}(steps=...)`")
     batch_offset = check_int(batch_offset, f"`{where}(batch_offset=...)`")
-    hint = "For example klax.mse, or a function decorated with @klax.loss."
-    if not isinstance(loss, Loss):
-        raise invalid(
-            f"`{where}(loss=...)`", "a `klax.Loss`", describe(loss), hint, TypeError
-        )
-    if not all(callable(getattr(optimizer, m, None)) for m in ("init", "update")):
-        raise invalid(
-            f"`{where}(optimizer=...)`",
-            "an optax optimizer (with `init` and `update`)",
-            describe(optimizer),
-            "For example optax.adam(1e-3).",
-            TypeError,
-        )
+    check_loss_and_optimizer(loss, optimizer, where)
     callbacks = check_callbacks(callbacks)
     mesh = sharding.resolve_mesh(mesh, where)
-    member_axes, batch_mesh_axes = None, None
-    if mesh is not None:
-        member_axes, batch_mesh_axes = sharding.shard_plan(mesh, shard, members, where)
-    run_state_axis = 0 if run_state_per_member else None
-    layout = Layout(members, run_state_axis, mesh, member_axes)
+    member_axes, batch_mesh_axes = (
+        (None, None)
+        if mesh is None
+        else sharding.shard_plan(mesh, shard, members, where)
+    )
+    layout = Layout(members, 0 if run_state_per_member else None, mesh, member_axes)
     if run_state_per_member:
-        for x in jax.tree.leaves(run_state):
-            if eqx.is_array(x) and (np.ndim(x) == 0 or np.shape(x)[0] != members):
-                raise invalid(
-                    f"`{where}(run_state=...)` with run_state_per_member=True",
-                    f"arrays with a leading member axis of length {members}",
-                    f"an array of shape {np.shape(x)}",
-                )
+        check_member_axis(run_state, members, f"`{where}(run_state=...)`")
     if validation_data is not None:
-        _check_like(data, validation_data, batch_axes, where)
+        check_like(data, validation_data, batch_axes, f"`{where}(validation_data=...)`")
 
     params = eqx.filter(model, eqx.is_inexact_array)
-    if init_opt_state is None:
-        opt_state = layout.map(optimizer.init, (0,))(params)
-    else:
-        _check_opt_state(optimizer, params, init_opt_state, layout, where)
-        opt_state = init_opt_state
-    model = layout.map(apply, (0,))(model)
+    if init_opt_state is not None:
+        init = layout.map(optimizer.init)
+        check_opt_state(init, params, init_opt_state, f"`{where}(init_opt_state=...)`")
+    opt_state = (
+        layout.map(optimizer.init)(params) if init_opt_state is None else init_opt_state
+    )
+    model = layout.map(apply)(model)
     if members is None:
         batch_keys = jr.split(key)[0]
+        batch_generator = batcher(data, batch_size, batch_axes, key=batch_keys)
     else:
         batch_keys = jax.vmap(lambda k: jr.split(k)[0])(jr.split(key, members))
+        batch_generator = _member_batches(
+            batcher, data, batch_size, batch_axes, batch_keys
+        )
 
     train_loss = loss
     if mesh is not None:
@@ -863,12 +800,6 @@ def train(
             train_loss = sharding.BatchShardedLoss(
                 loss, mesh, batch_mesh_axes, batch_axes
             )
-    if members is None:
-        batch_generator = batcher(data, batch_size, batch_axes, key=batch_keys)
-    else:
-        batch_generator = _MemberBatches(
-            batcher, data, batch_size, batch_axes, batch_keys
-        )
     context = TrainingContext(
         model, optimizer, opt_state, batch_generator, run_state, train_loss, steps
     )
@@ -877,33 +808,20 @@ def train(
     if make_logger:
         metric_key = batch_keys if members is None else batch_keys[0]
         evaluate = (
-            loss if members is None else _members_loss(loss, run_state_axis, mesh)
+            loss
+            if members is None
+            else _members_loss(loss, layout.run_state_axis, mesh)
         )
+        sets = [
+            ("loss", data, batch_size),
+            ("validation_loss", validation_data, 4 * batch_size),
+        ]
         default: list[Metric] = [
             BatchMetric(
-                "loss",
-                evaluate,
-                data,
-                batcher,
-                batch_size,
-                batch_axes,
-                True,
-                key=metric_key,
+                name, evaluate, d, batcher, size, batch_axes, True, key=metric_key
             )
+            for name, d, size in sets[: 1 if validation_data is None else 2]
         ]
-        if validation_data is not None:
-            default.append(
-                BatchMetric(
-                    "validation_loss",
-                    evaluate,
-                    validation_data,
-                    batcher,
-                    4 * batch_size,
-                    batch_axes,
-                    True,
-                    key=metric_key,
-                )
-            )
         make = MetricLogger if members is None else _EnsembleLogger
         logger = make(log_every, [*default, *(metrics or [])], verbose)
         callbacks.append(logger)
@@ -915,18 +833,14 @@ def train(
         )
         run_loop(context, callbacks, lambda periods: feeder, layout)
     else:
-        run_loop(
-            context,
-            callbacks,
-            lambda periods: HostFeeder(
-                context, host_chunk(periods, steps), batch_offset, layout
-            ),
-            layout,
-        )
+
+        def make_feeder(periods):
+            return HostFeeder(context, host_chunk(periods, steps), batch_offset, layout)
+
+        run_loop(context, callbacks, make_feeder, layout)
     warn_stop(context, stacklevel=3)
     if logger is None:
         return context.state.model, None
-    history = logger.history
-    history.stop_step = context.stop_step
-    history.stop_reason = context.stop_reason
-    return context.state.model, history
+    logger.history.stop_step = context.stop_step
+    logger.history.stop_reason = context.stop_reason
+    return context.state.model, logger.history

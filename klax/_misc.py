@@ -10,6 +10,7 @@ import operator
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,7 +90,8 @@ def check_index(value: Any, n: int, name: str) -> int:
         raise invalid(name, "an int index", describe(value), error=TypeError)
     index = operator.index(value)
     if not -n <= index < n:
-        raise invalid(name, f"in range [-{n}, {n})", str(index))
+        hint = f"The index is out of range for {n} entries."
+        raise invalid(name, f"in range [-{n}, {n})", str(index), hint)
     return index % n
 
 
@@ -169,3 +171,58 @@ def static_size(size: int | Literal["scalar"]) -> int | Literal["scalar"]:
     if isinstance(size, (str, int)):
         return size
     return operator.index(size)
+
+
+def check_loss_and_optimizer(loss: Any, optimizer: Any, where: str) -> None:
+    """Check the `loss` (a `klax.Loss`) and `optimizer` (optax) of a fit."""
+    from ._losses import Loss
+
+    if not isinstance(loss, Loss):
+        hint = "For example klax.mse, or a function decorated with @klax.loss."
+        raise invalid(
+            f"`{where}(loss=...)`", "a `klax.Loss`", describe(loss), hint, TypeError
+        )
+    if not all(callable(getattr(optimizer, m, None)) for m in ("init", "update")):
+        raise invalid(
+            f"`{where}(optimizer=...)`",
+            "an optax optimizer (with `init` and `update`)",
+            describe(optimizer),
+            "For example optax.adam(1e-3).",
+            TypeError,
+        )
+
+
+def check_callbacks(callbacks: Any) -> list[Any]:
+    """`callbacks` as a list, after checking that each has the three hooks."""
+    callbacks = list(callbacks or [])
+    hooks = ("on_training_start", "on_training_step", "on_training_end")
+    for callback in callbacks:
+        missing = [h for h in hooks if not callable(getattr(callback, h, None))]
+        if missing:
+            expected = "`klax.Callback` instances (or have its three methods)"
+            given = f"{callback!r}, which lacks {', '.join(missing)}"
+            raise invalid("Callbacks", expected, given, error=TypeError)
+    return callbacks
+
+
+def check_opt_state(init: Any, params: Any, opt_state: Any, name: str) -> None:
+    """Check that `opt_state` is laid out as `init(params)` would make it."""
+    expected = jax.eval_shape(init, params)
+    want, got = jax.tree.structure(expected), jax.tree.structure(opt_state)
+    hint = "Pass the `final_opt_state` of a run with the same optimizer and model."
+    if want != got:
+        raise invalid(
+            name, f"structured like `optimizer.init(params)`, {want}", str(got), hint
+        )
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(opt_state), strict=True):
+        if eqx.is_array(b) and a.shape != jnp.shape(b):
+            expected = f"shaped as `optimizer.init(params)`: {a.shape}"
+            raise invalid(f"{name} arrays", expected, f"shape {jnp.shape(b)}", hint)
+
+
+def check_member_axis(tree: Any, members: Any, name: str) -> None:
+    """Check that every array of `tree` has a leading axis of length `members`."""
+    for x in jax.tree.leaves(tree):
+        if eqx.is_array(x) and (np.ndim(x) == 0 or np.shape(x)[0] != members):
+            expected = f"arrays with a leading member axis of length {members}"
+            raise invalid(name, expected, f"an array of shape {np.shape(x)}")

@@ -2,14 +2,19 @@
 
 Use them with `eqx.tree_serialise_leaves` / `eqx.tree_deserialise_leaves` to get
 a human-readable parameter file (e.g. to hand parameters to a finite-element
-code).
+code). [`klax.load_leaves`][] reads such a file (or Equinox's binary one) with
+errors that name the leaf that does not fit.
 """
 
+import pathlib
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import PyTree
 
 _SCALARS = (bool, int, float, complex, np.generic)
 
@@ -102,3 +107,98 @@ def text_deserialize_filter_spec(f: BinaryIO, x: Any) -> Any:
         line = f.readline().decode("utf-8")
         return _parse_array(line, x.shape, x.dtype)
     return x
+
+
+def load_leaves(
+    path_or_file: Any,
+    like: PyTree,
+    filter_spec: Callable[[BinaryIO, Any], Any] = text_deserialize_filter_spec,
+) -> PyTree:
+    """Load a file written by `eqx.tree_serialise_leaves` into the structure of `like`.
+
+    The same as `eqx.tree_deserialise_leaves(path_or_file, like,
+    filter_spec=filter_spec)`, but a file that does not fit `like` (written
+    from a model of another structure or size) raises a `ValueError` that
+    names the leaf path and both shapes, and a file with more leaves than
+    `like` is an error too, instead of silently loading its beginning.
+
+    **Arguments:**
+
+    - `path_or_file`: a path (`.eqx` is appended when it has no suffix, as
+      Equinox does) or a binary file object.
+    - `like`: a pytree of the expected structure, e.g. a freshly built model
+      (its arrays give the shapes and dtypes).
+    - `filter_spec`: how each leaf is read: `klax.text_deserialize_filter_spec`
+      (the default, for files written with `klax.text_serialize_filter_spec`)
+      or `eqx.default_deserialise_filter_spec` for Equinox's binary format.
+
+    **Returns:**
+
+    `like` with its leaves read from the file.
+
+    Example:
+        >>> import equinox as eqx, jax.numpy as jnp, pathlib, tempfile
+        >>> import klax
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "p.txt"
+        >>> eqx.tree_serialise_leaves(path, {"w": jnp.ones(3)},
+        ...     filter_spec=klax.text_serialize_filter_spec)
+        >>> klax.load_leaves(path, {"w": jnp.zeros(3)})["w"].tolist()
+        [1.0, 1.0, 1.0]
+        >>> try:
+        ...     klax.load_leaves(path, {"w": jnp.zeros(4)})
+        ... except ValueError as err:
+        ...     print(str(err)[:61])
+        The leaf at ['w'] of `like` must be read as an array of shape
+    """
+    paths = [
+        jax.tree_util.keystr(p)
+        for p, _ in jax.tree_util.tree_flatten_with_path(like)[0]
+    ]
+    read: list[Any] = []
+
+    def fail(index: int, expected: Any, given: str) -> ValueError:
+        return ValueError(
+            f"The leaf at {paths[index] or 'the root'} of `like` must be read as "
+            f"{expected}, but got {given} in the file. The file was written from "
+            "a model of another structure or size: build `like` as that model "
+            "was built."
+        )
+
+    def spec(f: BinaryIO, x: Any) -> Any:
+        index = len(read)
+        read.append(x)
+        shape = getattr(x, "shape", None)
+        try:
+            out = filter_spec(f, x)
+        except Exception as err:
+            counted = str(err).rsplit("holds ", 1)
+            if shape is not None and len(counted) == 2:  # the text format
+                given = f"{counted[1].rstrip('.')} values"
+                raise fail(index, f"an array of shape {tuple(shape)}", given) from err
+            raise fail(index, f"a leaf like {x!r}", f"an error ({err})") from err
+        if shape is not None and getattr(out, "shape", shape) != shape:
+            given = f"an array of shape {tuple(out.shape)}"
+            raise fail(index, f"an array of shape {tuple(shape)}", given)
+        return out
+
+    if isinstance(path_or_file, str | pathlib.Path):
+        path = pathlib.Path(path_or_file)
+        path = path.with_suffix(".eqx") if path.suffix == "" else path
+        with path.open("rb") as f:
+            return load_leaves(f, like, filter_spec)
+    try:
+        out = eqx.tree_deserialise_leaves(path_or_file, like, filter_spec=spec)
+    except RuntimeError as err:  # Equinox's wrapper around the error above
+        cause = err.__cause__
+        while isinstance(cause, RuntimeError):  # nested wrappers
+            cause = cause.__cause__
+        if isinstance(cause, ValueError) and str(cause).startswith("The leaf at"):
+            raise cause from cause.__cause__
+        raise
+    if path_or_file.read(1):
+        raise ValueError(
+            f"The file holds more leaves than `like` ({len(paths)}): it was "
+            "written from a model of another structure. Build `like` as that "
+            "model was built."
+        )
+    return out

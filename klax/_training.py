@@ -268,28 +268,4 @@ def fit(
         >>> history["loss"][0], history.total_steps
         ([0, 100, 200], 200)
     """
-    return train(
-        model,
-        data,
-        where="klax.fit",
-        members=None,
-        batch_size=batch_size,
-        batch_axes=batch_axes,
-        run_state=run_state,
-        validation_data=validation_data,
-        steps=steps,
-        loss=loss,
-        optimizer=optimizer,
-        init_opt_state=init_opt_state,
-        batcher=batcher,
-        make_logger=make_logger,
-        metrics=metrics,
-        log_every=log_every,
-        verbose=verbose,
-        callbacks=callbacks,
-        batch_offset=batch_offset,
-        run_state_per_member=False,
-        mesh=mesh,
-        shard="batch",
-        key=key,
-    )
+    return train(where="klax.fit", members=None, **locals())

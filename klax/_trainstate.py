@@ -48,6 +48,7 @@ jax.tree_util.register_dataclass(
     meta_fields=[],
 )
 
+
 class TrainingContext:
     """The training state plus everything a run keeps fixed; callbacks receive it.
 

@@ -580,26 +580,36 @@ def test_fit_data_errors():
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["typed", "legacy"])
 @pytest.mark.parametrize("n", [1, 7, 130], ids=["n=1", "ranked", "sorted"])
-def test_device_permutations_equal_jax_permutation(n, legacy, monkeypatch):
-    from klax import _loop
+def test_batch_data_key_schedule_equals_jax_permutation(n, legacy):
+    # The one key schedule of klax.batch_data (also behind the device tables
+    # of klax.fit): epoch e permutes by jr.permutation(k_e, arange(n)) with
+    # k_0 = key and k_{e+1} = jr.split(k_e, 1)[0]. Small datasets take the
+    # ranking path, large ones the sort.
+    key = jr.PRNGKey(3) if legacy else jr.key(3)
+    batches = klax.batch_data(np.arange(n), n, key=key)
+    for _ in range(3):
+        np.testing.assert_array_equal(next(batches), jr.permutation(key, jnp.arange(n)))
+        (key,) = jr.split(key, 1)
 
-    # A tiny block size, so that the blocks do not divide the number of keys.
-    monkeypatch.setattr(_loop, "_PERMUTATION_BLOCK_ELEMENTS", 2 * n * n)
-    keys = jr.split(jr.PRNGKey(3) if legacy else jr.key(3), (3, 5))
-    table = _loop.permutations(keys, n)
-    assert table.shape == (3, 5, n)
-    for i in range(3):
-        for j in range(5):
-            expected = jr.permutation(keys[i, j], jnp.arange(n))
-            np.testing.assert_array_equal(table[i, j], expected)
-    # The epoch schedule of klax.batch_data: k_{e+1} = jr.split(k_e, 1)[0].
-    epoch, next_key = _loop.epoch_keys(jr.key(4), 3)
-    (k1,) = jr.split(jr.key(4), 1)
-    (k2,) = jr.split(k1, 1)
-    (k3,) = jr.split(k2, 1)
-    for e, expected_key in enumerate([jr.key(4), k1, k2]):
-        np.testing.assert_array_equal(jr.key_data(epoch[e]), jr.key_data(expected_key))
-    np.testing.assert_array_equal(jr.key_data(next_key), jr.key_data(k3))
+
+@pytest.mark.parametrize("n", [7, 130], ids=["ranked", "sorted"])
+def test_fused_equals_per_step_legacy_key_over_epochs(n):
+    # The device tables follow the same schedule over several epochs.
+    x = np.asarray(jr.uniform(jr.key(7), (n, 2)), dtype=np.float32)
+    data = (x, np.sum(x**2, axis=-1))
+    batch_size = max(1, n // 3)
+    trained, _ = klax.fit(
+        _model(),
+        data,
+        batch_size=batch_size,
+        steps=7,
+        optimizer=SGD,
+        make_logger=False,
+        key=jr.PRNGKey(4),
+    )
+    reference = _per_step(_model(), SGD, 7, jr.PRNGKey(4), batch_size, data=data)
+    for u, v in zip(_arrays(trained), _arrays(reference.model), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)  # f32 round-off
 
 
 def test_fused_equals_per_step_across_permutation_tables(monkeypatch):

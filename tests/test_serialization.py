@@ -268,3 +268,39 @@ def test_property_round_trip(tmp_path_factory, values, ints, flag, number):
         np.zeros(len(values), np.complex64),
     )
     assert_same_tree(load(path, like), tree)
+
+
+def test_load_leaves_round_trip_text_and_binary(tmp_path):
+    tree = {"w": jnp.arange(6.0).reshape(2, 3), "n": 3, "f": fn}
+    like = {"w": jnp.zeros((2, 3)), "n": 0, "f": fn}
+    save(tmp_path / "p.txt", tree)
+    assert_same_tree(klax.load_leaves(tmp_path / "p.txt", like), tree)
+    eqx.tree_serialise_leaves(tmp_path / "p", tree)  # binary, as p.eqx
+    out = klax.load_leaves(
+        str(tmp_path / "p"), like, filter_spec=eqx.default_deserialise_filter_spec
+    )
+    assert_same_tree(out, tree)
+
+
+def test_load_leaves_names_the_leaf_and_both_shapes(tmp_path):
+    model = klax.nn.Linear(2, 3, jr.normal, key=jr.key(0))
+    bigger = klax.nn.Linear(3, 3, jr.normal, key=jr.key(0))
+    save(tmp_path / "p.txt", model)
+    with pytest.raises(ValueError, match=r"\.weight.*shape \(3, 3\), but got 6 values"):
+        klax.load_leaves(tmp_path / "p.txt", bigger)
+    # The binary format knows the shape: same size, another shape.
+    eqx.tree_serialise_leaves(tmp_path / "p.eqx", {"w": jnp.zeros((2, 3))})
+    with pytest.raises(ValueError, match=r"\['w'\].*shape \(3, 2\).*shape \(2, 3\)"):
+        klax.load_leaves(
+            tmp_path / "p.eqx",
+            {"w": jnp.zeros((3, 2))},
+            filter_spec=eqx.default_deserialise_filter_spec,
+        )
+
+
+def test_load_leaves_rejects_other_structures(tmp_path):
+    save(tmp_path / "p.txt", (jnp.ones(2), jnp.ones(3)))
+    with pytest.raises(ValueError, match=r"more leaves than `like` \(1\)"):
+        klax.load_leaves(tmp_path / "p.txt", (jnp.zeros(2),))
+    with pytest.raises(ValueError, match=r"\[2\] of `like`.*shape \(4,\), but got 0"):
+        klax.load_leaves(tmp_path / "p.txt", (jnp.zeros(2), jnp.zeros(3), jnp.zeros(4)))

@@ -1,6 +1,5 @@
 """Neural-network building blocks of klax."""
 
-# --- networks (MLP, ICNNs, matrices): added by the networks work ---
 from ._icnn import (
     FICNN as FICNN,
     PICNN as PICNN,

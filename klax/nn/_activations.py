@@ -8,7 +8,7 @@ no array leaves and are stored unchanged.
 """
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 import equinox as eqx
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
-from .._misc import check_size
+from .._misc import check_callable
 
 Size = int | Literal["scalar"]
 
@@ -28,11 +28,8 @@ def identity(x: Array) -> Array:
 
 def check_activation(activation: Any, owner: str, name: str) -> None:
     """Raise `TypeError` unless `activation` is callable."""
-    if not callable(activation):
-        raise TypeError(
-            f"`{owner}({name}=...)` must be callable (a function or an "
-            f"`eqx.Module` with `__call__`); got {name}={activation!r}."
-        )
+    expected = "callable (a function or an `eqx.Module` with `__call__`)"
+    check_callable(activation, f"`{owner}({name}=...)`", expected)
 
 
 def replicate(activation: Callable, size: Size | None) -> Callable:
@@ -65,26 +62,6 @@ def apply_per_neuron(activation: Callable, x: Array) -> Array:
         return eqx.combine(p, static)(xj)
 
     return jax.vmap(neuron, in_axes=(0, -1), out_axes=-1)(params, x)
-
-
-def check_width_sizes(width_sizes: Any, owner: str) -> tuple[int, ...]:
-    """Validate a list of hidden widths and return it as a tuple of ints."""
-    if isinstance(width_sizes, str) or not isinstance(width_sizes, Sequence):
-        raise TypeError(
-            f"`{owner}(width_sizes=...)` must be a list/tuple of hidden layer "
-            f"widths (non-negative ints), e.g. [16, 16]; got "
-            f"width_sizes={width_sizes!r}."
-        )
-    widths = []
-    for k, width in enumerate(width_sizes):
-        if width == "scalar":
-            raise ValueError(
-                f"`{owner}(width_sizes=...)` entries must be non-negative ints; "
-                f"hidden layers cannot be 'scalar'; got width_sizes[{k}]='scalar'."
-            )
-        check_size(width, f"`{owner}(width_sizes=...)` entry width_sizes[{k}]")
-        widths.append(operator.index(width))
-    return tuple(widths)
 
 
 def batch_shape(x: ArrayLike, size: Size, name: str, owner: str) -> tuple[int, ...]:

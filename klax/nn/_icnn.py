@@ -20,16 +20,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._initializers import SupportedInitializer, hoedt_bias, hoedt_normal
-from .._misc import check_size
+from .._misc import check_bool, check_size, check_widths
 from .._wrappers import NonNegative, check_finalized
 from ._activations import (
     batch_shape,
     check_activation,
-    check_width_sizes,
     identity,
     replicate,
 )
@@ -44,10 +42,7 @@ _hoedt_bias = hoedt_bias()
 
 def _check_flags(owner: str, **flags: Any) -> None:
     for name, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(
-                f"`{owner}({name}=...)` must be a bool; got {name}={value!r}."
-            )
+        check_bool(value, f"`{owner}({name}=...)`")
 
 
 class FICNNLayer(eqx.Module):
@@ -265,7 +260,7 @@ class FICNN(eqx.Module):
         owner = "klax.nn.FICNN"
         check_size(in_size, f"`{owner}(in_size=...)`")
         check_size(out_size, f"`{owner}(out_size=...)`")
-        widths = check_width_sizes(width_sizes, owner)
+        widths = check_widths(width_sizes, owner)
         _check_flags(
             owner,
             use_passthrough=use_passthrough,
@@ -346,7 +341,7 @@ def _check_pair_widths(width_sizes: Any, owner: str) -> tuple[tuple[int, int], .
         else:
             pair = (entry, entry)
         try:
-            pairs.append(check_width_sizes(pair, owner))
+            pairs.append(check_widths(pair, owner))
         except (TypeError, ValueError):
             raise ValueError(
                 f"`{owner}(width_sizes=...)` entries must be non-negative ints or "

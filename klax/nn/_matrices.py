@@ -15,7 +15,6 @@ Use `jax.vmap` for batches.
 """
 
 import math
-import numbers
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._initializers import SupportedInitializer, canonicalize_initializer
-from .._misc import check_size, default_floating_dtype
+from .._misc import check_real, check_size, default_floating_dtype
 from .._wrappers import SkewSymmetric, Unwrappable, check_finalized
 from ._activations import batch_shape, identity
 from ._mlp import MLP
@@ -75,17 +74,8 @@ def _check_square(shape: tuple[int, ...], owner: str, kind: str) -> None:
 
 
 def _check_epsilon(epsilon: Any, owner: str) -> float:
-    if (
-        isinstance(epsilon, bool)
-        or not isinstance(epsilon, numbers.Real)
-        or not math.isfinite(epsilon)
-        or epsilon < 0
-    ):
-        raise ValueError(
-            f"`{owner}(epsilon=...)` must be a finite, non-negative real number "
-            f"(the lower bound of the eigenvalues); got epsilon={epsilon!r}."
-        )
-    return float(epsilon)
+    hint = "It is the lower bound of the eigenvalues."
+    return check_real(epsilon, f"`{owner}(epsilon=...)`", hint)
 
 
 def _check_input(x: ArrayLike, mlp: MLP, owner: str) -> None:

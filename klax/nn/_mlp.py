@@ -13,13 +13,12 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._initializers import SupportedInitializer
-from .._misc import check_size
+from .._misc import check_size, check_widths
 from .._wrappers import check_finalized
 from ._activations import (
     apply_per_neuron,
     batch_shape,
     check_activation,
-    check_width_sizes,
     identity,
     replicate,
 )
@@ -95,7 +94,7 @@ class MLP(eqx.Module):
         owner = "klax.nn.MLP"
         check_size(in_size, f"`{owner}(in_size=...)`")
         check_size(out_size, f"`{owner}(out_size=...)`")
-        widths = check_width_sizes(width_sizes, owner)
+        widths = check_widths(width_sizes, owner)
         check_activation(activation, owner, "activation")
         check_activation(final_activation, owner, "final_activation")
         keys = jr.split(key, len(widths) + 1)
