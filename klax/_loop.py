@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
-from jaxtyping import Array, Bool, Int, PRNGKeyArray, PyTree, Scalar
+from jaxtyping import Array, ArrayLike, Bool, Int, PRNGKeyArray, PyTree, Scalar
 
 from . import _sharding as sharding
 from ._callbacks import step_period
@@ -224,7 +224,7 @@ def _run_chunk(
     shared: Any,
     own: Any,
     health: Health,
-    num_steps: Int[Array, ""],
+    num_steps: Int[ArrayLike, ""],
     loss: Loss,
     optimizer: optax.GradientTransformationExtraArgs,
 ) -> tuple[list[Any], Int[Array, ""], Health, Bool[Array, ""]]:
@@ -431,8 +431,7 @@ def _signature(batch: PyTree) -> Any:
     """What must agree for batches to be stacked and share a compilation."""
     leaves, treedef = jax.tree.flatten(batch)
     return treedef, tuple(
-        (np.shape(x), x.dtype) if eqx.is_array(x) else ("static", x)
-        for x in leaves
+        (np.shape(x), x.dtype) if eqx.is_array(x) else ("static", x) for x in leaves
     )
 
 
@@ -663,7 +662,7 @@ def warn_stop(context: TrainingContext, stacklevel: int) -> None:
             f"trained on (to step {context.steps} at most). See history.stop_step "
             "/ history.stop_reason."
         )
-    elif stop_steps is None:
+    elif not isinstance(stop_steps, int):
         return
     else:
         k = stop_steps

@@ -141,10 +141,11 @@ class TrainingContext:
     @property
     def state(self) -> TrainingState:
         """The current [`TrainingState`][klax.TrainingState]."""
-        if self._state is None:
-            self._state = jax.tree.unflatten(self._state_treedef, self._leaves)
+        state = self._state
+        if state is None:
+            state = self._state = jax.tree.unflatten(self._state_treedef, self._leaves)
             self._leaves = []
-        return self._state
+        return state
 
     @state.setter
     def state(self, new_state: TrainingState) -> None:
