@@ -523,6 +523,8 @@ def test_fit_ensemble_argument_errors(ensemble, trained):
             run_state_per_member=True,
             key=jr.key(0),
         )
+    with pytest.raises(ValueError, match="validation_data"):
+        klax.fit_ensemble(ensemble, data, validation_data=[X, Y], key=jr.key(0))
     single_state = optax.sgd(0.1).init(
         eqx.filter(klax.ensemble_member(ensemble, 0), eqx.is_inexact_array)
     )

@@ -569,6 +569,24 @@ def test_fit_errors(kwargs, error, match):
         _fit(steps=kwargs.pop("steps", 2), **kwargs)
 
 
+def test_fit_validation_data_of_another_structure():
+    with pytest.raises(
+        ValueError, match=r"validation_data=\.\.\.\)` must be structured"
+    ):
+        klax.fit(
+            _model(), (X, Y), validation_data=(X,), steps=1, verbose=0, key=jr.key(0)
+        )
+    with pytest.raises(ValueError, match=r"validation_data=.*equal batch sizes"):
+        klax.fit(
+            _model(),
+            (X, Y),
+            validation_data=(X[:4], Y[:3]),
+            steps=1,
+            verbose=0,
+            key=jr.key(0),
+        )
+
+
 def test_fit_data_errors():
     with pytest.raises(ValueError, match="equal batch sizes"):
         klax.fit(_model(), (X, Y[:5]), steps=1, verbose=0, key=jr.key(0))

@@ -185,6 +185,22 @@ def test_make_step_vmapped_over_an_ensemble():
                 np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-7)
 
 
+def test_make_step_returns_the_loss_it_computed():
+    leaves, treedef = _initial(_model(), SGD)
+    batch = (X[:4], Y[:4])
+    new_leaves, new_treedef, value = klax.make_step(
+        leaves, treedef, batch, klax.mse, SGD, return_loss=True
+    )
+    state = jax.tree.unflatten(treedef, leaves)
+    expected = klax.mse(state.model, batch, None)  # before the update
+    assert value.shape == () and value.dtype == expected.dtype
+    np.testing.assert_allclose(value, expected, rtol=1e-6)
+    plain_leaves, plain_treedef = klax.make_step(leaves, treedef, batch, klax.mse, SGD)
+    assert new_treedef == plain_treedef
+    for a, b in zip(new_leaves, plain_leaves, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_make_step_x64(x64):
     model = _model()
     leaves, treedef = _initial(model, SGD)
@@ -480,3 +496,33 @@ def test_run_training_loop_guard():
     assert int(context.state.step) == 2
     assert _steps(log) == [1, 2]
     assert _steps(log, hook="end") == [2]
+
+
+# --------------------------------------------------------------------------
+# One message style for bad arguments across the package
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: klax.fit(_model(), (X, Y), steps=-1, key=jr.key(0)), ValueError,
+         "`klax.fit(steps=...)` must be non-negative, but got -1."),
+        (lambda: klax.fit(_model(), (X, Y), steps=1.5, key=jr.key(0)), TypeError,
+         "`klax.fit(steps=...)` must be a non-negative int, but got 1.5 of type "
+         "float."),
+        (lambda: next(klax.batch_data(X, 0, key=jr.key(0))), ValueError,
+         "batch_size must be at least 1, but got 0."),
+        (lambda: klax.MetricLogger(log_every=True), TypeError,
+         "log_every must be a positive int, but got True."),
+        (lambda: klax.make_ensemble(_model, 0, key=jr.key(0)), ValueError,
+         "`klax.make_ensemble(n=...)` must be at least 1, but got 0."),
+        (lambda: klax.nn.Linear(-1, 2, jr.normal, key=jr.key(0)), ValueError,
+         "in_features must be non-negative, but got -1."),
+        (lambda: klax.nn.FICNN(2, 1, [4], use_passthrough=1, key=jr.key(0)),
+         TypeError, "`klax.nn.FICNN(use_passthrough=...)` must be a bool, but got 1."),
+    ],
+)  # fmt: skip
+def test_argument_errors_share_one_message_style(call, error, message):
+    with pytest.raises(error) as info:
+        call()
+    assert str(info.value).startswith(message)
