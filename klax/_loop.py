@@ -293,9 +293,11 @@ def _run_chunk(
         i, done, dynamic, (alive, stop_step, reason) = carry
         step = step0 + done
         new_dynamic, loss_ok, params_ok = update(dynamic, own, rs_dynamic, i, step)
+        if not guarded:  # no bookkeeping: a chunk that is not clean is replayed
+            return i + 1, done + 1, new_dynamic, (loss_ok, stop_step, reason)
         ok = loss_ok & params_ok
         accept = alive & ok
-        dynamic = select(accept, new_dynamic, dynamic) if guarded else new_dynamic
+        dynamic = select(accept, new_dynamic, dynamic)
         if layout.member_axes is not None:
             dynamic = sharding.constrain_leading(
                 dynamic, layout.mesh, layout.member_axes
