@@ -79,7 +79,7 @@ def child(contender: str, members: int, steps: int, count: int) -> None:
     fit_keys = jr.split(jr.key(1), members)
     log_every = min(LOG_EVERY, steps)
     per_fit: list[float] = []
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     if contender in "ad":
         ensemble = klax.make_ensemble(make_model, members, key=jr.key(0))
         ensemble, history = klax.fit_ensemble(
@@ -154,10 +154,12 @@ def child(contender: str, members: int, steps: int, count: int) -> None:
             early.append(float(logged[min(1, len(logged) - 1)]))
             per_fit.append(time.perf_counter() - fit_start)
     wall = time.perf_counter() - start
+    cpu = time.process_time() - start_cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "contender": contender,
         "wall": wall,
+        "cpu": cpu,
         "per_fit": per_fit,
         "fits": fits,
         "peak_mb": peak_mb,
@@ -297,6 +299,18 @@ def main() -> None:
                 print(
                     f"  (a)/({c}) = {min(ratios):6.2f} / "
                     f"{statistics.median(ratios):6.2f} / {max(ratios):6.2f}{target}"
+                )
+            print("  the same with process CPU time (less sensitive to other load):")
+            for c in chosen:
+                if c == "a" or results[c][0]["fits"] != members:
+                    continue  # only contenders that ran all members
+                ratios = [
+                    rc["cpu"] / ra["cpu"]
+                    for ra, rc in zip(results["a"], results[c], strict=True)
+                ]
+                print(
+                    f"  (a)/({c}) = {min(ratios):6.2f} / "
+                    f"{statistics.median(ratios):6.2f} / {max(ratios):6.2f}"
                 )
             if "e" in results and "b" in results:
                 bound = [
