@@ -609,14 +609,28 @@ def run_loop(
         chunk = feeder.chunk(_next_stop(step, periods, context.steps) - step)
         if chunk is None:  # the batch iterator is exhausted
             break
-        args = (context._state_leaves, context._state_treedef, layout, *chunk[:3])
-        # NumPy scalars: traced like arrays, without an eager device op per chunk.
-        rest = (health, np.int32(chunk[3]), context.loss, optimizer)
-        guarded = layout.members is not None  # a single model replays instead
-        leaves, done, new_health, alive, clean = _run_chunk(*args, *rest, guarded)
+        sampler, shared, own, count = chunk
+
+        def run(guarded: bool) -> Any:
+            return _run_chunk(
+                context._state_leaves,
+                context._state_treedef,
+                layout,
+                sampler,
+                shared,
+                own,
+                health,
+                np.int32(count),  # traced like an array, without an eager op
+                context.loss,
+                optimizer,
+                guarded,
+            )
+
+        # A single model runs unguarded and replays the chunk only if needed.
+        leaves, done, new_health, alive, clean = run(layout.members is not None)
         done, alive, clean = (int(x) for x in jax.device_get((done, alive, clean)))
         if not clean:  # replay guarded: find and reject the first bad update
-            leaves, done, new_health, alive, _ = _run_chunk(*args, *rest, True)
+            leaves, done, new_health, alive, _ = run(True)
             done, alive = (int(x) for x in jax.device_get((done, alive)))
         health = new_health
         feeder.advance(done)
