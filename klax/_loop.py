@@ -43,7 +43,6 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Int, PRNGKeyArray, PyTree, Scalar
 
-from . import _sharding as sharding
 from ._callbacks import step_period
 from ._datahandler import (
     batch_data,
@@ -61,6 +60,17 @@ from ._misc import (
     check_member_axis,
     check_opt_state,
     invalid,
+)
+from ._sharding import (
+    BatchShardedLoss,
+    along,
+    constrain_leading,
+    gather,
+    replicate,
+    replicated,
+    resolve_mesh,
+    shard_plan,
+    split_leading,
 )
 from ._trainstate import TrainingContext, TrainingState
 from ._wrappers import apply
@@ -195,12 +205,12 @@ class Layout(eqx.Module):
         if self.mesh is None:
             return tree
         if self.member_axes is None:
-            return sharding.replicate(tree, self.mesh)
-        return sharding.split_leading(tree, self.mesh, self.member_axes)
+            return replicate(tree, self.mesh)
+        return split_leading(tree, self.mesh, self.member_axes)
 
     def place_shared(self, tree: PyTree) -> PyTree:
         """Arrays every member reads, replicated on the mesh."""
-        return tree if self.mesh is None else sharding.replicate(tree, self.mesh)
+        return tree if self.mesh is None else replicate(tree, self.mesh)
 
     def map(self, fn: Callable, in_axes: Any = None) -> Callable:
         """`fn` vmapped over the member axis (`fn` itself without members).
@@ -299,9 +309,7 @@ def _run_chunk(
         accept = alive & ok
         dynamic = select(accept, new_dynamic, dynamic)
         if layout.member_axes is not None:
-            dynamic = sharding.constrain_leading(
-                dynamic, layout.mesh, layout.member_axes
-            )
+            dynamic = constrain_leading(dynamic, layout.mesh, layout.member_axes)
         failed = alive & ~ok
         stop_step = jnp.where(failed, step + 1, stop_step).astype(stop_step.dtype)
         code = jnp.where(loss_ok, NONFINITE_PARAMS, NONFINITE_LOSS)
@@ -409,9 +417,9 @@ class DeviceFeeder:
         self.table_sharding = None
         if layout.mesh is not None:
             self.table_sharding = (
-                sharding.replicated(layout.mesh)
+                replicated(layout.mesh)
                 if layout.member_axes is None
-                else sharding.along(layout.mesh, layout.member_axes, 0, 3)
+                else along(layout.mesh, layout.member_axes, 0, 3)
             )
 
     def chunk(self, num_steps: int) -> tuple[Any, Any, Any, int] | None:
@@ -653,7 +661,7 @@ def run_loop(
 def _report(context: TrainingContext, health: Health, layout: Layout) -> None:
     """Store the step and reason of each member's rejected update in `context`."""
     if layout.mesh is not None:  # readable on every host
-        health = sharding.gather(health, layout.mesh)
+        health = gather(health, layout.mesh)
     alive, stop_step, reason = (np.atleast_1d(x) for x in jax.device_get(health))
     steps = [None if a else int(s) for a, s in zip(alive, stop_step, strict=True)]
     reasons = [
@@ -732,7 +740,7 @@ def _members_loss(
         in_axes = (eqx.if_array(0), None, rs_axes)
         values = eqx.filter_vmap(loss, in_axes=in_axes)(ensemble, batch, run_state)
         if mesh is not None:  # gathered, so the host can read it (multi-host too)
-            values = jax.lax.with_sharding_constraint(values, sharding.replicated(mesh))
+            values = jax.lax.with_sharding_constraint(values, replicated(mesh))
         return values
 
     return evaluate
@@ -786,11 +794,9 @@ def train(
     batch_offset = check_int(batch_offset, f"`{where}(batch_offset=...)`")
     check_loss_and_optimizer(loss, optimizer, where)
     callbacks = check_callbacks(callbacks)
-    mesh = sharding.resolve_mesh(mesh, where)
+    mesh = resolve_mesh(mesh, where)
     member_axes, batch_mesh_axes = (
-        (None, None)
-        if mesh is None
-        else sharding.shard_plan(mesh, shard, members, where)
+        (None, None) if mesh is None else shard_plan(mesh, shard, members, where)
     )
     layout = Layout(members, 0 if run_state_per_member else None, mesh, member_axes)
     if run_state_per_member:
@@ -821,9 +827,7 @@ def train(
         place = layout.place_members if run_state_per_member else layout.place_shared
         run_state = place(run_state)
         if batch_mesh_axes is not None:
-            train_loss = sharding.BatchShardedLoss(
-                loss, mesh, batch_mesh_axes, batch_axes
-            )
+            train_loss = BatchShardedLoss(loss, mesh, batch_mesh_axes, batch_axes)
     context = TrainingContext(
         model, optimizer, opt_state, batch_generator, run_state, train_loss, steps
     )
