@@ -153,6 +153,19 @@ def test_stress_and_tangent_equal_klax_ad(name):
     )
 
 
+def test_padded_sizes_are_few_and_whole_chunks():
+    from klax.mechanics._felupe import CHUNK, padded_size
+
+    sizes = set()
+    for n in [*range(1, 5000, 7), 16383, 16385, 110592, 10**6 + 1]:
+        size = padded_size(n)
+        assert size >= n and size - n <= max(CHUNK - 1, n // 8)
+        assert size <= CHUNK or size % CHUNK == 0  # no remainder chunk to compile
+        sizes.add(size)
+    assert padded_size(6) == 1024 and padded_size(1025) == padded_size(2048) == CHUNK
+    assert len(sizes) <= 12
+
+
 def test_float64_with_x64_off():
     with jax.enable_x64(False):
         W = km.NeoHooke(0.4)  # a float32 parameter

@@ -65,7 +65,11 @@ CHUNK = 2048
 
 
 def _pointwise(function: Callable[[Array], Array], F: Array, axis: int) -> Array:
-    values = jax.lax.map(function, jnp.moveaxis(F, 2, 0), batch_size=CHUNK)
+    points = jnp.moveaxis(F, 2, 0)
+    if points.shape[0] <= CHUNK:  # one chunk: no loop to compile
+        values = jax.vmap(function)(points)
+    else:  # a multiple of CHUNK (`padded_size`): no remainder to compile
+        values = jax.lax.map(function, points, batch_size=CHUNK)
     return jnp.moveaxis(values, 0, axis)
 
 
@@ -88,12 +92,16 @@ def _tangents(potential: Callable[..., Any], F: Array) -> Array:
 def padded_size(n: int) -> int:
     """The number of points a batch of `n` is padded to (compilation buckets).
 
-    At least 1024; above, `n` rounded up to a multiple of 1/8 of the largest
-    power of two not above it, so that padding adds at most 12.5 %.
+    At least 1024; up to `CHUNK` (2048), 2048; above, `n` rounded up to a
+    multiple of `CHUNK` and of 1/8 of the largest power of two not above it,
+    so that padding adds at most 12.5 % or `CHUNK - 1` points, whichever is
+    more.
     """
     if n <= 1024:
         return 1024
-    step = 1 << (n.bit_length() - 4)
+    if n <= CHUNK:
+        return CHUNK
+    step = max(CHUNK, 1 << (n.bit_length() - 4))
     return -(-n // step) * step
 
 
