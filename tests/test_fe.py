@@ -307,8 +307,8 @@ def test_calibrated_pann_cube_equals_homogeneous(calibrated_pann):
     )
     assert bool(np.all(penalty.converged))
     np.testing.assert_allclose(result.fe_stress, penalty.P11, rtol=1e-8)
-    # ... and it shrinks like 1/K.
-    stiffer = km.fe_uniaxial_check(W, STRETCH, bulk_modulus=10 * bulk)
+    # ... and it shrinks like 1/K (at the largest stretch; half the load steps).
+    stiffer = km.fe_uniaxial_check(W, STRETCH[1::2], bulk_modulus=10 * bulk)
     error = abs(stiffer.fe_stress[-1] - reference[-1]) / abs(reference[-1])
     assert error < 0.2 * relative[-1]
 
