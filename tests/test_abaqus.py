@@ -107,6 +107,18 @@ def _models():
     ipann_iso = _build(
         lambda k: IncompressiblePANN([3], "isochoric", input_scale=(1.5, 2.5), key=k), 2
     )
+    # The klax-calibrate default: (√Ĩ1, Ĩ1, √Ī2, Ī2), with an energy scale.
+    ipann_inc = _build(
+        lambda k: IncompressiblePANN(
+            [4, 3],
+            "incompressible",
+            input_scale=(0.4, 2.0, 0.5, 3.0),
+            floor=0.01,
+            energy_scale=2.5,
+            key=k,
+        ),
+        6,
+    )
     cpann = _build(
         lambda k: CompressiblePANN(
             [4, 3], input_scale=(2.0, 3.0, 0.5), growth=0.3, key=k
@@ -133,6 +145,7 @@ def _models():
         uhyper = {
             "ipann": ipann,
             "ipann_iso": ipann_iso,
+            "ipann_inc": ipann_inc,
             "cpann": cpann,
             "neo": NeoHooke(0.4),
             "mr": MooneyRivlin(0.2, 0.05),
@@ -143,6 +156,7 @@ def _models():
             "ti": with_G(ti, G),
             "ti_reduced": with_G(ti_reduced, e3),
             "ipann_vol": VolumetricPenalty(ipann, 20.0),
+            "ipann_inc_vol": VolumetricPenalty(ipann_inc, 20.0),
         }
     return uhyper, umat
 
@@ -286,7 +300,7 @@ def _uhyper_reference(model, states):
     return [np.asarray(a) for a in jax.jit(jax.vmap(point))(jnp.asarray(states))]
 
 
-UHYPER_NAMES = ["ipann", "ipann_iso", "cpann", "neo", "mr", "mr_vol"]
+UHYPER_NAMES = ["ipann", "ipann_iso", "ipann_inc", "cpann", "neo", "mr", "mr_vol"]
 
 
 @pytest.mark.parametrize("name", UHYPER_NAMES)
@@ -368,7 +382,7 @@ def _umat_reference(model, F):
     return jax.vmap(point)(F)
 
 
-UMAT_NAMES = ["cpann", "ti", "ti_reduced", "ipann_vol"]
+UMAT_NAMES = ["cpann", "ti", "ti_reduced", "ipann_vol", "ipann_inc_vol"]
 
 
 @pytest.mark.parametrize("name", UMAT_NAMES)

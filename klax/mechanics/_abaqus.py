@@ -39,9 +39,10 @@ from .._wrappers import contains_unwrappables
 from ..nn import FICNN, InputSplitLinear, Linear
 from ..nn._activations import identity
 from ._baselines import MooneyRivlin, NeoHooke, Ogden, VolumetricPenalty
-from ._kinematics import REFERENCE_I2_POLYCONVEX
 from ._networks import PartiallyMonotoneFICNN
 from ._potentials import (
+    _REFERENCE,
+    INVARIANT_SETS,
     CompressiblePANN,
     IncompressiblePANN,
     TransverselyIsotropicPANN,
@@ -552,13 +553,47 @@ class _Context:
                 return j.mul(self.get("I1"), j.pow(self.get("J"), -2.0 / 3.0))
             if name == "I2bar":
                 return j.mul(self.get("I2"), j.pow(self.get("J"), -4.0 / 3.0))
-        if name == "I2tilde":
-            return j.pow(self.get("I2bar"), 1.5)
         raise _Unsupported(f"invariant {name} is not available for {self.target}")
 
 
 # ---------------------------------------------------------------------------
 # Energies of the supported potentials
+
+
+# The isochoric inputs of `IncompressiblePANN` as powers of (Ī1, Ī2), keyed like
+# `INVARIANT_SETS`: at any J, sqrt(Ĩ1) = |F| J^(-1/3) = Ī1^(1/2),
+# sqrt(Ī2) = |cof F| J^(-2/3) = Ī2^(1/2) and Ĩ2 = |cof F|^3 / J^2 = Ī2^(3/2).
+_INPUT_POWERS: dict[str, tuple[str, float]] = {
+    "√Ĩ1": ("I1bar", 0.5),
+    "Ĩ1": ("I1bar", 1.0),
+    "Ī1": ("I1bar", 1.0),
+    "√Ī2": ("I2bar", 0.5),
+    "Ī2": ("I2bar", 1.0),
+    "Ĩ2": ("I2bar", 1.5),
+}
+_INPUT_NOTES = {
+    "√Ĩ1": "I1bar**0.5",
+    "Ĩ1": "I1bar",
+    "Ī1": "I1bar",
+    "√Ī2": "I2bar**0.5",
+    "Ī2": "I2bar",
+    "Ĩ2": "I2bar**1.5",
+}
+
+
+def _isochoric_input(ctx: _Context, name: str) -> str:
+    """Jet of one input invariant of `IncompressiblePANN` (chain rule in the jets)."""
+    if name not in _INPUT_POWERS:  # pragma: no cover - a new set needs a line here
+        raise _Unsupported(
+            f"Abaqus export: the IncompressiblePANN input {name!r} is not supported."
+        )
+    base, p = _INPUT_POWERS[name]
+    if p == 1.0:
+        return ctx.get(base)
+    key = f"{base}**{p!r}"
+    if key not in ctx.cache:
+        ctx.cache[key] = ctx.jets.pow(ctx.get(base), p)
+    return ctx.cache[key]
 
 
 def _isochoric_energy(potential: Any, ctx: _Context) -> str | None:
@@ -576,22 +611,21 @@ def _isochoric_energy(potential: Any, ctx: _Context) -> str | None:
             [(c10, ctx.get("I1bar")), (c01, ctx.get("I2bar"))], -3.0 * (c10 + c01)
         )
     if isinstance(potential, IncompressiblePANN):
-        s1, s2 = potential.input_scale
-        polyconvex = potential.invariants == "polyconvex"
-        reference = REFERENCE_I2_POLYCONVEX if polyconvex else 3.0
-        second = ctx.get("I2tilde" if polyconvex else "I2bar")
-        j.note("IncompressiblePANN inputs ((I1bar - 3)/s1, (I2in - I2ref)/s2),")
-        j.note("I2in = I2bar**1.5 (polyconvex) or I2bar (isochoric)")
+        names = INVARIANT_SETS[potential.invariants]
+        j.note(f"IncompressiblePANN, invariants = {potential.invariants!r}:")
+        j.note("inputs x_i = (v_i - v_i at F = I)/s_i with v =")
+        j.note("(" + ", ".join(_INPUT_NOTES[k] for k in names) + ")")
         x = [
-            j.lin([(1.0 / s1, ctx.get("I1bar"))], -3.0 / s1),
-            j.lin([(1.0 / s2, second)], -reference / s2),
+            j.lin([(1.0 / s, _isochoric_input(ctx, k))], -_REFERENCE[k] / s)
+            for k, s in zip(names, potential.input_scale, strict=True)
         ]
         layers = _ficnn_layers(potential.network)
-        n0, _ = _network_at_zero(layers, None, 2)
+        n0, _ = _network_at_zero(layers, None, len(names))
         out = _emit_network(j, layers, {"x": x})
-        j.note("Energy normalisation: W = N(x) - N(0) + floor (I1bar - 3)")
-        terms = [(1.0, out)]
-        constant = -n0
+        e = potential.energy_scale
+        j.note("W = E (N(x) - N(0)) + floor (I1bar - 3), E = energy_scale")
+        terms = [(e, out)]
+        constant = -e * n0
         if potential.floor:
             terms.append((potential.floor, ctx.get("I1bar")))
             constant -= 3.0 * potential.floor
@@ -758,6 +792,7 @@ def _describe(potential: Any) -> list[str]:
         "width_sizes",
         "input_scale",
         "floor",
+        "energy_scale",
         "growth",
         "reduced",
         "polyconvex_i5",
