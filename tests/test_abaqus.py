@@ -343,6 +343,10 @@ def test_uhyper_header_and_type(built):
     assert "*HYPERELASTIC, USER, TYPE=INCOMPRESSIBLE" in text
     assert f"klax {klax.__version__}" in text
     assert "UHYPER: User subroutine to define a hyperelastic material" in text
+    text = (folder / "uhyper_ipann_inc.f").read_text()
+    assert "invariants = 'incompressible'" in text
+    assert "energy_scale = 2.5" in text
+    assert "I1bar**0.5, I1bar, I2bar**0.5, I2bar" in text
     text = (folder / "uhyper_cpann.f").read_text()
     assert "TYPE=COMPRESSIBLE" in text
 
