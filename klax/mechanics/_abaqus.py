@@ -1645,8 +1645,9 @@ def export_uhyper(
     J^{2/3}$, $I_2 = \\bar I_2 J^{4/3}$ for the compressible PANN), its input
     shifts and scales, the energy and stress normalisations and the growth
     term. Use it with `*HYPERELASTIC, USER, TYPE=INCOMPRESSIBLE` (neo-Hooke,
-    Mooney–Rivlin, `IncompressiblePANN`) or `TYPE=COMPRESSIBLE`
-    (`CompressiblePANN`, `VolumetricPenalty` of one of the former); the
+    Mooney–Rivlin, `IncompressiblePANN`, `CANN`) or `TYPE=COMPRESSIBLE`
+    (`CompressiblePANN`, `CompressibleCANN` without a structural tensor,
+    `VolumetricPenalty` of one of the former); the
     header of the file says which.
 
     The file is written to a temporary name and renamed, so a failed export
@@ -1655,8 +1656,9 @@ def export_uhyper(
     **Arguments:**
 
     - `potential`: a finalised ([`klax.finalize`][]) `NeoHooke`,
-      `MooneyRivlin`, `IncompressiblePANN`, `CompressiblePANN` or
-      `VolumetricPenalty` of the first three. Parameters may be float32 or
+      `MooneyRivlin`, `IncompressiblePANN` (any input set), `CANN`,
+      `CompressiblePANN`, `CompressibleCANN` (without a structural tensor)
+      or `VolumetricPenalty` of the first four. Parameters may be float32 or
       float64; the routine computes in double precision.
     - `path`: the file to write, e.g. `"uhyper.f"` (fixed-form Fortran); its
       directory must exist.
@@ -1704,10 +1706,10 @@ def export_umat(
 
     **Arguments:**
 
-    - `potential`: a finalised `CompressiblePANN`,
-      `TransverselyIsotropicPANN` (either `I5`) or
-      `VolumetricPenalty` of a `NeoHooke`, `MooneyRivlin` or
-      `IncompressiblePANN`.
+    - `potential`: a finalised `CompressiblePANN`, `CompressibleCANN`
+      (without a structural tensor), `TransverselyIsotropicPANN` (either
+      `I5`) or `VolumetricPenalty` of a `NeoHooke`, `MooneyRivlin`,
+      `IncompressiblePANN` or `CANN`.
     - `path`: the file to write, e.g. `"umat.f"`; its directory must exist.
     - `description`: optional text for the header. (Keyword only argument.)
 
