@@ -25,6 +25,8 @@ import pytest
 
 import klax
 from klax.mechanics import (
+    CANN,
+    CompressibleCANN,
     CompressiblePANN,
     IncompressiblePANN,
     MooneyRivlin,
@@ -91,6 +93,25 @@ def _build(make, seed, x64=True):
         return klax.unwrap(model)  # values are already non-negative: no projection
 
 
+def _cann(make, seed):
+    """A float64 CANN with random weights: every 4th term off (as after sparse
+    training), exp inner weights in [0.1, 1], log ones inside their domain."""
+    model = _build(make, seed)
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0.05, 1.0, len(model.terms))
+    a[::4] = 0.0
+    w = [
+        0.0
+        if t.activation == "identity"
+        else rng.uniform(0.1, 1.0)
+        / (model.log_limit**t.power if t.activation == "log" else 1.0)
+        for t in model.terms
+    ]
+    with jax.enable_x64(True):
+        pair = (jnp.asarray(a), jnp.asarray(w, dtype=jnp.float64))
+        return eqx.tree_at(lambda m: (m.weights, m.inner), model, pair)
+
+
 def _models():
     G = np.asarray(structural_tensor(np.array([1.0, 2.0, 0.5])), dtype=np.float64)
     e3 = np.diag([0.0, 0.0, 1.0])
@@ -106,6 +127,26 @@ def _models():
     )
     ipann_iso = _build(
         lambda k: IncompressiblePANN([3], "isochoric", input_scale=(1.5, 2.5), key=k), 2
+    )
+    # The klax-calibrate default: (√Ĩ1, Ĩ1, √Ī2, Ī2), with an energy scale.
+    ipann_inc = _build(
+        lambda k: IncompressiblePANN(
+            [4, 3],
+            "incompressible",
+            input_scale=(0.4, 2.0, 0.5, 3.0),
+            floor=0.01,
+            energy_scale=2.5,
+            key=k,
+        ),
+        6,
+    )
+    # Scales keep the scaled inputs of the random states below log_limit.
+    cann = _cann(lambda k: CANN(input_scale=(9.0, 20.0), energy_scale=1.7, key=k), 7)
+    ccann = _cann(
+        lambda k: CompressibleCANN(
+            bulk_modulus=8.0, input_scale=(9.0, 90.0), energy_scale=0.6, key=k
+        ),
+        8,
     )
     cpann = _build(
         lambda k: CompressiblePANN(
@@ -133,6 +174,9 @@ def _models():
         uhyper = {
             "ipann": ipann,
             "ipann_iso": ipann_iso,
+            "ipann_inc": ipann_inc,
+            "cann": cann,
+            "ccann": ccann,
             "cpann": cpann,
             "neo": NeoHooke(0.4),
             "mr": MooneyRivlin(0.2, 0.05),
@@ -143,6 +187,8 @@ def _models():
             "ti": with_G(ti, G),
             "ti_reduced": with_G(ti_reduced, e3),
             "ipann_vol": VolumetricPenalty(ipann, 20.0),
+            "ipann_inc_vol": VolumetricPenalty(ipann_inc, 20.0),
+            "ccann": ccann,
         }
     return uhyper, umat
 
@@ -239,7 +285,7 @@ def _invariant_energy(model):
         return lambda b1, b2, j: (
             inner(b1, b2, j) + 0.5 * model.bulk_modulus * (j - 1.0) ** 2
         )
-    if isinstance(model, (NeoHooke, MooneyRivlin, IncompressiblePANN)):
+    if isinstance(model, (NeoHooke, MooneyRivlin, IncompressiblePANN, CANN)):
         # Isochoric: the energy at J = 1 in the principal invariants is U(Ī1, Ī2).
         return lambda b1, b2, j: model.isotropic_energy(b1, b2)
 
@@ -286,7 +332,17 @@ def _uhyper_reference(model, states):
     return [np.asarray(a) for a in jax.jit(jax.vmap(point))(jnp.asarray(states))]
 
 
-UHYPER_NAMES = ["ipann", "ipann_iso", "cpann", "neo", "mr", "mr_vol"]
+UHYPER_NAMES = [
+    "ipann",
+    "ipann_iso",
+    "ipann_inc",
+    "cann",
+    "ccann",
+    "cpann",
+    "neo",
+    "mr",
+    "mr_vol",
+]
 
 
 @pytest.mark.parametrize("name", UHYPER_NAMES)
@@ -307,12 +363,24 @@ def test_uhyper_matches_jax(built, name):
     assert np.max(_normwise(out[:, 0], U)) < 1e-12
     assert np.max(_normwise(out[:, 2:5], ui1)) < 1e-12
     assert np.max(_normwise(out[:, 5:11], ui2)) < 1e-10
-    assert np.max(_normwise(out[:, 11:17], ui3)) < 1e-10
-    compressible = name in ("cpann", "mr_vol")
+    if name == "ccann":
+        # Isochoric terms + kappa/2 (J - 1)^2: UI3 is exactly zero (JAX's
+        # reference, through the J-powers of the stand-ins, is rounding noise).
+        assert np.all(out[:, 11:17] == 0.0)
+        assert np.max(np.abs(ui3)) < 1e-10 * np.max(np.abs(ui2))
+    else:
+        assert np.max(_normwise(out[:, 11:17], ui3)) < 1e-10
+    compressible = name in ("cpann", "mr_vol", "ccann")
     if compressible:
         assert np.min(np.abs(out[:, 7])) > 0  # d2U/dJ2 is not trivially zero
         if name == "cpann":
             assert np.min(np.abs(out[:, 11:17])) > 0
+        if name == "ccann":  # U(2): the isochoric terms, without kappa/2 (J-1)^2
+            with jax.enable_x64(True):
+                zero = jnp.zeros((), jnp.float64)
+                iso = eqx.tree_at(lambda m: m.bulk_modulus, model, zero)
+                inner = _energies(iso, jnp.asarray(F))
+            assert np.max(_normwise(out[:, 1], inner)) < 1e-12
         if name == "mr_vol":  # the deviatoric part is the Mooney-Rivlin energy
             with jax.enable_x64(True):
                 inner = _energies(model.potential, jnp.asarray(F))
@@ -329,6 +397,10 @@ def test_uhyper_header_and_type(built):
     assert "*HYPERELASTIC, USER, TYPE=INCOMPRESSIBLE" in text
     assert f"klax {klax.__version__}" in text
     assert "UHYPER: User subroutine to define a hyperelastic material" in text
+    text = (folder / "uhyper_ipann_inc.f").read_text()
+    assert "invariants = 'incompressible'" in text
+    assert "energy_scale = 2.5" in text
+    assert "I1bar**0.5, I1bar, I2bar**0.5, I2bar" in text
     text = (folder / "uhyper_cpann.f").read_text()
     assert "TYPE=COMPRESSIBLE" in text
 
@@ -368,7 +440,7 @@ def _umat_reference(model, F):
     return jax.vmap(point)(F)
 
 
-UMAT_NAMES = ["cpann", "ti", "ti_reduced", "ipann_vol"]
+UMAT_NAMES = ["cpann", "ti", "ti_reduced", "ipann_vol", "ipann_inc_vol", "ccann"]
 
 
 @pytest.mark.parametrize("name", UMAT_NAMES)
@@ -498,6 +570,14 @@ def test_unfinalised_model_is_rejected(tmp_path):
             "not isotropic",
         ),
         (lambda: _pann(), export_umat, "incompressible"),
+        (lambda: _cann(lambda k: CANN(key=k), 0), export_umat, "incompressible"),
+        (
+            lambda: _cann(
+                lambda k: CompressibleCANN(structural_tensor=jnp.eye(3) / 3, key=k), 0
+            ),
+            export_uhyper,
+            "structural tensor",
+        ),
         (lambda: NeoHooke(0.4), export_umat, "VolumetricPenalty"),
         (lambda: _pann(activation=jax.nn.relu), export_uhyper, "activation"),
         (lambda: VolumetricPenalty(lambda F: jnp.sum(F), 1.0), export_umat, "wraps"),

@@ -39,9 +39,11 @@ from .._wrappers import contains_unwrappables
 from ..nn import FICNN, InputSplitLinear, Linear
 from ..nn._activations import identity
 from ._baselines import MooneyRivlin, NeoHooke, Ogden, VolumetricPenalty
-from ._kinematics import REFERENCE_I2_POLYCONVEX
+from ._cann import CANN, CompressibleCANN
 from ._networks import PartiallyMonotoneFICNN
 from ._potentials import (
+    _REFERENCE,
+    INVARIANT_SETS,
     CompressiblePANN,
     IncompressiblePANN,
     TransverselyIsotropicPANN,
@@ -262,6 +264,40 @@ def _jet_library(prefix: str, n: int, order: int) -> list[str]:
         ],
     )
     routine(
+        "EXM1(W, X, Y)",
+        ["DOUBLE PRECISION W, X(L), Y(L)", "DOUBLE PRECISION A, E, F0, F1"],
+        [
+            "! Y = exp(W X) - 1 (CANN exp term), with the accurate",
+            "! expm1(a) = (e - 1) a / log(e), e = exp(a) (exact to rounding).",
+            "A = W*X(1)",
+            "E = EXP(A)",
+            "IF (E .EQ. 1.0D0) THEN",
+            "  F0 = A",
+            "ELSE",
+            "  F0 = (E - 1.0D0)*(A/LOG(E))",
+            "END IF",
+            "F1 = W*E",
+            f"CALL {p}FUN(F0, F1, W*F1, W*W*F1, X, Y)",
+        ],
+    )
+    routine(
+        "LGT(W, X, Y)",
+        ["DOUBLE PRECISION W, X(L), Y(L)", "DOUBLE PRECISION A, U, F0, F1"],
+        [
+            "! Y = -log(1 - W X) (CANN log term, finite for W X < 1), with",
+            "! log1p(e) = e * log(u) / (u - 1), u = 1 + e, e = -W X.",
+            "A = W*X(1)",
+            "U = 1.0D0 - A",
+            "IF (U .EQ. 1.0D0) THEN",
+            "  F0 = A",
+            "ELSE",
+            "  F0 = LOG(U)*(A/(U - 1.0D0))",
+            "END IF",
+            "F1 = W/U",
+            f"CALL {p}FUN(F0, F1, F1*F1, 2.0D0*F1*F1*F1, X, Y)",
+        ],
+    )
+    routine(
         "GROW(X, Y)",
         [
             "DOUBLE PRECISION X(L), Y(L)",
@@ -329,6 +365,12 @@ class _Jets:
     def pow(self, a: str, p: float) -> str:
         out = self._new()
         self.emit(f"CALL {self.prefix}POW({_real(p)}, {a}, {out})")
+        return out
+
+    def call(self, routine: str, c: float, a: str) -> str:
+        """`routine(c, a)` for the one-parameter functions (`EXM1`, `LGT`)."""
+        out = self._new()
+        self.emit(f"CALL {self.prefix}{routine}({_real(c)}, {a}, {out})")
         return out
 
     def growth(self, a: str) -> str:
@@ -552,13 +594,47 @@ class _Context:
                 return j.mul(self.get("I1"), j.pow(self.get("J"), -2.0 / 3.0))
             if name == "I2bar":
                 return j.mul(self.get("I2"), j.pow(self.get("J"), -4.0 / 3.0))
-        if name == "I2tilde":
-            return j.pow(self.get("I2bar"), 1.5)
         raise _Unsupported(f"invariant {name} is not available for {self.target}")
 
 
 # ---------------------------------------------------------------------------
 # Energies of the supported potentials
+
+
+# The isochoric inputs of `IncompressiblePANN` as powers of (Ī1, Ī2), keyed like
+# `INVARIANT_SETS`: at any J, sqrt(Ĩ1) = |F| J^(-1/3) = Ī1^(1/2),
+# sqrt(Ī2) = |cof F| J^(-2/3) = Ī2^(1/2) and Ĩ2 = |cof F|^3 / J^2 = Ī2^(3/2).
+_INPUT_POWERS: dict[str, tuple[str, float]] = {
+    "√Ĩ1": ("I1bar", 0.5),
+    "Ĩ1": ("I1bar", 1.0),
+    "Ī1": ("I1bar", 1.0),
+    "√Ī2": ("I2bar", 0.5),
+    "Ī2": ("I2bar", 1.0),
+    "Ĩ2": ("I2bar", 1.5),
+}
+_INPUT_NOTES = {
+    "√Ĩ1": "I1bar**0.5",
+    "Ĩ1": "I1bar",
+    "Ī1": "I1bar",
+    "√Ī2": "I2bar**0.5",
+    "Ī2": "I2bar",
+    "Ĩ2": "I2bar**1.5",
+}
+
+
+def _isochoric_input(ctx: _Context, name: str) -> str:
+    """Jet of one input invariant of `IncompressiblePANN` (chain rule in the jets)."""
+    if name not in _INPUT_POWERS:  # pragma: no cover - a new set needs a line here
+        raise _Unsupported(
+            f"Abaqus export: the IncompressiblePANN input {name!r} is not supported."
+        )
+    base, p = _INPUT_POWERS[name]
+    if p == 1.0:
+        return ctx.get(base)
+    key = f"{base}**{p!r}"
+    if key not in ctx.cache:
+        ctx.cache[key] = ctx.jets.pow(ctx.get(base), p)
+    return ctx.cache[key]
 
 
 def _isochoric_energy(potential: Any, ctx: _Context) -> str | None:
@@ -576,27 +652,64 @@ def _isochoric_energy(potential: Any, ctx: _Context) -> str | None:
             [(c10, ctx.get("I1bar")), (c01, ctx.get("I2bar"))], -3.0 * (c10 + c01)
         )
     if isinstance(potential, IncompressiblePANN):
-        s1, s2 = potential.input_scale
-        polyconvex = potential.invariants == "polyconvex"
-        reference = REFERENCE_I2_POLYCONVEX if polyconvex else 3.0
-        second = ctx.get("I2tilde" if polyconvex else "I2bar")
-        j.note("IncompressiblePANN inputs ((I1bar - 3)/s1, (I2in - I2ref)/s2),")
-        j.note("I2in = I2bar**1.5 (polyconvex) or I2bar (isochoric)")
+        names = INVARIANT_SETS[potential.invariants]
+        j.note(f"IncompressiblePANN, invariants = {potential.invariants!r}:")
+        j.note("inputs x_i = (v_i - v_i at F = I)/s_i with v =")
+        j.note("(" + ", ".join(_INPUT_NOTES[k] for k in names) + ")")
         x = [
-            j.lin([(1.0 / s1, ctx.get("I1bar"))], -3.0 / s1),
-            j.lin([(1.0 / s2, second)], -reference / s2),
+            j.lin([(1.0 / s, _isochoric_input(ctx, k))], -_REFERENCE[k] / s)
+            for k, s in zip(names, potential.input_scale, strict=True)
         ]
         layers = _ficnn_layers(potential.network)
-        n0, _ = _network_at_zero(layers, None, 2)
+        n0, _ = _network_at_zero(layers, None, len(names))
         out = _emit_network(j, layers, {"x": x})
-        j.note("Energy normalisation: W = N(x) - N(0) + floor (I1bar - 3)")
-        terms = [(1.0, out)]
-        constant = -n0
+        e = potential.energy_scale
+        j.note("W = E (N(x) - N(0)) + floor (I1bar - 3), E = energy_scale")
+        terms = [(e, out)]
+        constant = -e * n0
         if potential.floor:
             terms.append((potential.floor, ctx.get("I1bar")))
             constant -= 3.0 * potential.floor
         return j.lin(terms, constant)
+    if isinstance(potential, CANN):
+        s1, s2 = potential.input_scale
+        second = "Ĩ2" if potential.invariants == "polyconvex" else "Ī2"
+        j.note(f"CANN, invariants = {potential.invariants!r}: x1 = (I1bar - 3)/s1,")
+        j.note(f"x2 = ({_INPUT_NOTES[second]} - its value at F = I)/s2")
+        x = {
+            "I1": j.lin([(1.0 / s1, ctx.get("I1bar"))], -3.0 / s1),
+            "I2": j.lin(
+                [(1.0 / s2, _isochoric_input(ctx, second))], -_REFERENCE[second] / s2
+            ),
+        }
+        return _cann_sum(j, potential, x)
     return None
+
+
+def _cann_sum(j: _Jets, potential: Any, x: dict[str, str]) -> str:
+    """`E sum_k a_k f_k(w_k x_k^p_k)` over the terms with a non-zero weight."""
+    weights = _array(potential.weights).reshape(-1)
+    inner = _array(potential.inner).reshape(-1)
+    e = potential.energy_scale
+    j.note("W = E sum_k a_k f_k(w_k x^p), f: identity, exp(.) - 1, -log(1 - .)")
+    squares: dict[str, str] = {}
+    terms = []
+    for term, a, w in zip(potential.terms, weights, inner, strict=True):
+        if float(a) == 0.0:
+            continue
+        u = x[term.invariant]
+        if term.power == 2:
+            if term.invariant not in squares:
+                squares[term.invariant] = j.mul(u, u)
+            u = squares[term.invariant]
+        if term.activation == "identity":
+            f = u
+        elif term.activation == "exp":
+            f = j.call("EXM1", float(w), u)
+        else:
+            f = j.call("LGT", float(w), u)
+        terms.append((e * float(a), f))
+    return j.lin(terms)
 
 
 def _compressible_energy(potential: Any, ctx: _Context) -> tuple[str, str] | None:
@@ -608,7 +721,7 @@ def _compressible_energy(potential: Any, ctx: _Context) -> tuple[str, str] | Non
             raise _Unsupported(
                 "Abaqus export: VolumetricPenalty wraps a "
                 f"{type(potential.potential).__name__}; supported inner potentials "
-                "are NeoHooke, MooneyRivlin and IncompressiblePANN."
+                "are NeoHooke, MooneyRivlin, IncompressiblePANN and CANN."
             )
         kappa = float(_array(potential.bulk_modulus))
         j.note(f"Volumetric penalty kappa/2 (J - 1)**2, kappa = {kappa!r}")
@@ -635,6 +748,26 @@ def _compressible_energy(potential: Any, ctx: _Context) -> tuple[str, str] | Non
             terms.append((potential.growth, j.growth(J)))
         total = j.lin(terms, n - n0)
         return total, total
+    if isinstance(potential, CompressibleCANN):
+        if potential.structural_tensor is not None:
+            raise _Unsupported(
+                "Abaqus export: a CompressibleCANN with a structural tensor (I4 "
+                "fibre terms) is not supported; only the isotropic one is."
+            )
+        s1, s2 = potential.input_scale
+        j.note("CompressibleCANN: x1 = (I1bar - 3)/s1,")
+        j.note("x2 = (I2bar**1.5 - 3**1.5)/s2, + kappa/2 (J - 1)**2")
+        x = {
+            "I1": j.lin([(1.0 / s1, ctx.get("I1bar"))], -3.0 / s1),
+            "I2": j.lin(
+                [(1.0 / s2, _isochoric_input(ctx, "Ĩ2"))], -_REFERENCE["Ĩ2"] / s2
+            ),
+        }
+        iso = _cann_sum(j, potential, x)
+        kappa = float(_array(potential.bulk_modulus))
+        jm1 = j.lin([(1.0, ctx.get("J"))], -1.0)
+        total = j.lin([(1.0, iso), (0.5 * kappa, j.mul(jm1, jm1))])
+        return total, iso
     if isinstance(potential, TransverselyIsotropicPANN):
         if ctx.target == "uhyper":
             raise _Unsupported(
@@ -726,8 +859,9 @@ def _check_model(potential: Any, where: str) -> None:
 
 
 _SUPPORTED = (
-    "NeoHooke, MooneyRivlin, IncompressiblePANN, CompressiblePANN, "
-    "TransverselyIsotropicPANN and VolumetricPenalty of the first three"
+    "NeoHooke, MooneyRivlin, IncompressiblePANN, CANN, CompressiblePANN, "
+    "CompressibleCANN (isotropic), TransverselyIsotropicPANN and "
+    "VolumetricPenalty of the first four"
 )
 
 
@@ -758,6 +892,8 @@ def _describe(potential: Any) -> list[str]:
         "width_sizes",
         "input_scale",
         "floor",
+        "energy_scale",
+        "log_limit",
         "growth",
         "reduced",
         "polyconvex_i5",
@@ -773,6 +909,16 @@ def _describe(potential: Any) -> list[str]:
         lines.append("  structural tensor G (rows, in the material basis):")
         for row in G:
             lines.append("    " + " ".join(f"{v: .17g}" for v in row))
+    if isinstance(potential, (CANN, CompressibleCANN)):
+        weights = _array(potential.weights).reshape(-1)
+        inner = _array(potential.inner).reshape(-1)
+        lines.append("  terms with a non-zero weight (invariant, power, f, a, w):")
+        for term, a, w in zip(potential.terms, weights, inner, strict=True):
+            if float(a) != 0.0:
+                lines.append(
+                    f"    {term.invariant} {term.power} {term.activation} "
+                    f"{float(a):.17g} {float(w):.17g}"
+                )
     for field in ("mu", "c10", "c01"):
         if hasattr(potential, field):
             lines.append(f"  {field} = {float(_array(getattr(potential, field)))!r}")
@@ -982,7 +1128,7 @@ def _umat_invariants(potential: Any) -> list[tuple[str, str, np.ndarray | None]]
 def umat_source(potential: Any, description: str | None = None) -> str:
     """Fortran source of a UMAT for `potential`."""
     _check_model(potential, "export_umat")
-    if isinstance(potential, (NeoHooke, MooneyRivlin, IncompressiblePANN)):
+    if isinstance(potential, (NeoHooke, MooneyRivlin, IncompressiblePANN, CANN)):
         raise ValueError(
             f"`export_umat`: a {type(potential).__name__} is incompressible (it has "
             "no volumetric part), which a UMAT cannot represent. Export it with "
@@ -990,7 +1136,13 @@ def umat_source(potential: Any, description: str | None = None) -> str:
             "VolumetricPenalty(model, bulk_modulus) for a UMAT."
         )
     if not isinstance(
-        potential, (CompressiblePANN, TransverselyIsotropicPANN, VolumetricPenalty)
+        potential,
+        (
+            CompressiblePANN,
+            CompressibleCANN,
+            TransverselyIsotropicPANN,
+            VolumetricPenalty,
+        ),
     ):
         raise ValueError(
             f"`export_umat` cannot export a {type(potential).__name__}; supported: "
@@ -1493,8 +1645,9 @@ def export_uhyper(
     J^{2/3}$, $I_2 = \\bar I_2 J^{4/3}$ for the compressible PANN), its input
     shifts and scales, the energy and stress normalisations and the growth
     term. Use it with `*HYPERELASTIC, USER, TYPE=INCOMPRESSIBLE` (neo-Hooke,
-    Mooney–Rivlin, `IncompressiblePANN`) or `TYPE=COMPRESSIBLE`
-    (`CompressiblePANN`, `VolumetricPenalty` of one of the former); the
+    Mooney–Rivlin, `IncompressiblePANN`, `CANN`) or `TYPE=COMPRESSIBLE`
+    (`CompressiblePANN`, `CompressibleCANN` without a structural tensor,
+    `VolumetricPenalty` of one of the former); the
     header of the file says which.
 
     The file is written to a temporary name and renamed, so a failed export
@@ -1503,8 +1656,9 @@ def export_uhyper(
     **Arguments:**
 
     - `potential`: a finalised ([`klax.finalize`][]) `NeoHooke`,
-      `MooneyRivlin`, `IncompressiblePANN`, `CompressiblePANN` or
-      `VolumetricPenalty` of the first three. Parameters may be float32 or
+      `MooneyRivlin`, `IncompressiblePANN` (any input set), `CANN`,
+      `CompressiblePANN`, `CompressibleCANN` (without a structural tensor)
+      or `VolumetricPenalty` of the first four. Parameters may be float32 or
       float64; the routine computes in double precision.
     - `path`: the file to write, e.g. `"uhyper.f"` (fixed-form Fortran); its
       directory must exist.
@@ -1552,10 +1706,10 @@ def export_umat(
 
     **Arguments:**
 
-    - `potential`: a finalised `CompressiblePANN`,
-      `TransverselyIsotropicPANN` (either `I5`) or
-      `VolumetricPenalty` of a `NeoHooke`, `MooneyRivlin` or
-      `IncompressiblePANN`.
+    - `potential`: a finalised `CompressiblePANN`, `CompressibleCANN`
+      (without a structural tensor), `TransverselyIsotropicPANN` (either
+      `I5`) or `VolumetricPenalty` of a `NeoHooke`, `MooneyRivlin`,
+      `IncompressiblePANN` or `CANN`.
     - `path`: the file to write, e.g. `"umat.f"`; its directory must exist.
     - `description`: optional text for the header. (Keyword only argument.)
 
