@@ -368,11 +368,6 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.export_abaqus and args.model == "ogden3":
         raise DataError("--export-abaqus: an ogden3 model cannot be exported")
-    if args.export_abaqus and args.model == "cann":
-        raise DataError(
-            "--export-abaqus: a cann model cannot be exported yet (the Abaqus "
-            "writer has no exp/log terms); use its law.txt / law.json"
-        )
 
     data, raws = _read_data(args.data)
     present = {ALL_LOAD_CASES[i] for i in np.unique(data.case_index)}
