@@ -80,7 +80,7 @@ def levenberg_marquardt(
     problems of a calibration (tens of parameters and residuals) the solve is
     compile-bound, and this loop compiles in about 60 % of the time of
     `optimistix.LevenbergMarquardt` (3.1 s against 5.1 s CPU for five
-    vmapped PANN seeds, measured for issue 11); the run itself is a fraction
+    vmapped PANN seeds on Treloar's data); the run itself is a fraction
     of a second.
 
     **Arguments:**
