@@ -15,15 +15,13 @@ class Callback(ABC):  # noqa: B024 (every hook is optional, none is abstract)
     Callbacks run on the host, outside jit, and receive the
     [`TrainingContext`][klax.TrainingContext].
 
-    **Staying on the fast path.** [`klax.fit`][] and
-    [`klax.run_training_loop`][] run the updates between two callback calls as
-    one compiled loop, so they only return to Python at steps where some
-    callback must run. A subclass that does not override `on_training_step`
-    costs nothing. One that overrides it is called after every update, unless
-    it sets the attribute `call_every` (a class or instance attribute, an int
-    `k >= 1`): then `on_training_step` is called only at steps divisible by
-    `k`, and the `k - 1` updates in between run without leaving the compiled
-    loop. ([`klax.MetricLogger`][] has `call_every == log_every`.)
+    **Staying on the fast path.** Training runs the updates between two
+    callback calls as one compiled loop. A subclass that does not override
+    `on_training_step` costs nothing; one that does is called after every
+    update, unless it sets `call_every` (a class or instance attribute, an int
+    `k >= 1`): then only at steps divisible by `k`, and the updates in between
+    stay in the compiled loop ([`klax.MetricLogger`][] has `call_every ==
+    log_every`).
 
     Example:
         >>> import klax
@@ -40,23 +38,14 @@ class Callback(ABC):  # noqa: B024 (every hook is optional, none is abstract)
         """Called once before the first update (at the initial step)."""
 
     def on_training_step(self, context: Any) -> bool | None:  # noqa: B027
-        """Called after an update; return a truthy value to request a stop.
-
-        Called after every update, or only at steps divisible by `call_every`
-        if the callback sets that attribute.
-        """
+        """Called after an update (see `call_every`); truthy to request a stop."""
 
     def on_training_end(self, context: Any) -> None:  # noqa: B027
         """Called once when training ends."""
 
 
 def step_period(callback: Any) -> int | None:
-    """How often `callback.on_training_step` must be called.
-
-    `None` if never (a `Callback` subclass that does not override it), else
-    `k >= 1`: call at every step divisible by `k` (`call_every`, or 1 when not
-    given).
-    """
+    """Call `on_training_step` at steps divisible by this (`call_every`, 1), or None."""
     if isinstance(callback, Callback) and (
         type(callback).on_training_step is Callback.on_training_step
     ):

@@ -1,16 +1,10 @@
 """Ensembles: many independently initialised copies of a model, trained as one.
 
 An *ensemble* is an ordinary model pytree in which every array has a leading
-axis of length `N`, one entry per member, as `eqx.filter_vmap` over a model
-constructor builds it ([`klax.make_ensemble`][]). Non-array leaves (sizes,
-flags, activation functions) are shared by all members. Because it is a plain
-pytree, an ensemble can be saved with `eqx.tree_serialise_leaves`, mapped with
-`jax.tree.map` and vmapped like any model.
-
-[`klax.fit_ensemble`][] trains all members in one compiled loop: the update of
-[`klax.fit`][] (`train_step`, the one update rule of klax) is vmapped over the
-members, each with its own optimizer state, its own batch order and its own
-non-finite guard.
+axis of length `N`, one entry per member ([`klax.make_ensemble`][]); non-array
+leaves are shared. Being a plain pytree, it can be saved, mapped and vmapped
+like any model. [`klax.fit_ensemble`][] trains all members in one compiled
+loop.
 """
 
 import functools as ft
@@ -30,13 +24,11 @@ from ._datahandler import Batcher, batch_data
 from ._logging import History, Metric
 from ._loop import DEFAULT_OPTIMIZER, train
 from ._losses import Loss, mse
-from ._misc import check_callable, check_index, check_int
+from ._misc import check_callable, check_index, check_int, compose_doc
+from ._training import FIT_DOCS
 from ._wrappers import finalize
 
 TModel = TypeVar("TModel")
-
-# ---------------------------------------------------------------------------
-# Building, inspecting and splitting ensembles
 
 
 def make_ensemble(
@@ -44,19 +36,17 @@ def make_ensemble(
 ) -> TModel:
     """Build an ensemble of `n` independently initialised models.
 
-    Calls `make_model` under `eqx.filter_vmap` with `n` keys split from `key`
-    (`jax.random.split(key, n)`; member `i` is `make_model(keys[i])`, up to
-    round-off), compiled as one program (falling back to eager execution if
-    `make_model` needs concrete values of arrays that do not come from the
-    key), so the result is one model of the usual type whose arrays all
-    have a leading axis of length `n`. Arrays that do not depend on the key
-    are repeated along that axis; non-array fields are shared.
+    `make_model` is vmapped (`eqx.filter_vmap`, compiled as one program, or
+    run eagerly if it needs concrete array values) over `keys =
+    jax.random.split(key, n)`: member `i` is `make_model(keys[i])` up to
+    round-off. The result is one model of the usual type whose arrays have a
+    leading axis of length `n`; non-array fields are shared.
 
     **Arguments:**
 
-    - `make_model`: a function `key -> model`, e.g.
-      `lambda k: klax.nn.FICNN(2, "scalar", [8, 8], key=k)`. It is traced
-      (run once, with an abstract key), so it must not branch on key values.
+    - `make_model`: a function `key -> model`, e.g. `lambda k:
+      klax.nn.FICNN(2, "scalar", [8, 8], key=k)`; traced, so it must not
+      branch on key values.
     - `n`: the number of members (an int >= 1).
     - `key`: a JAX PRNG key. (Keyword only argument.)
 
@@ -83,24 +73,17 @@ def make_ensemble(
         return eqx.filter_vmap(make_model)(keys)
 
 
+# Initialisation runs once: compile it fast rather than optimise it (on CPU
+# this cuts the compile time of a vmapped initialisation 3x).
 @ft.partial(
-    jax.jit,
-    static_argnums=0,
-    # Initialisation runs once: compile it fast rather than optimise it (on
-    # CPU this cuts the compile time of a vmapped initialisation 3x).
-    compiler_options={"xla_backend_optimization_level": 0},
+    jax.jit, static_argnums=0, compiler_options={"xla_backend_optimization_level": 0}
 )
 def _member_arrays(make_model: Callable[[PRNGKeyArray], Any], keys: Any) -> Any:
     return eqx.filter(eqx.filter_vmap(make_model)(keys), eqx.is_array)
 
 
 def _build_members(make_model: Callable[[PRNGKeyArray], Any], keys: Any) -> Any:
-    """`eqx.filter_vmap(make_model)(keys)` as one compiled program.
-
-    (Run eagerly, every operation of the initialisers would be compiled on
-    its own.) The arrays come from the compiled program, the non-array fields
-    from an abstract evaluation.
-    """
+    """`eqx.filter_vmap(make_model)(keys)` compiled (eagerly, each op compiles)."""
     arrays = _member_arrays(make_model, keys)
     skeleton = eqx.filter_eval_shape(eqx.filter_vmap(make_model), keys)
     static = jax.tree.map(
@@ -118,12 +101,9 @@ def ensemble_size(ensemble: PyTree) -> int:
 
     **Returns:**
 
-    `N`, the common length of the leading axis of every array in `ensemble`.
-
-    **Raises:**
-
-    `ValueError` if `ensemble` holds no arrays, a 0-d array, or arrays whose
-    leading axes differ (then it is not an ensemble).
+    `N`, the common length of the leading axis of every array in `ensemble`
+    (a `ValueError` if there is none: no arrays, a 0-d one, or different
+    lengths).
 
     Example:
         >>> import jax.numpy as jnp
@@ -131,19 +111,17 @@ def ensemble_size(ensemble: PyTree) -> int:
         >>> klax.ensemble_size({"w": jnp.zeros((4, 2, 3)), "b": jnp.zeros((4, 3))})
         4
     """
-    arrays = [x for x in jax.tree.leaves(ensemble) if eqx.is_array(x)]
-    if not arrays:
+    hint = "Build ensembles with `klax.make_ensemble` or `klax.stack_ensemble`."
+    shapes = {np.shape(x) for x in jax.tree.leaves(ensemble) if eqx.is_array(x)}
+    if not shapes:
         raise ValueError(
-            "Not an ensemble: it holds no arrays, so it has no member axis. Build "
-            "ensembles with `klax.make_ensemble` or `klax.stack_ensemble`."
+            f"Not an ensemble: it holds no arrays, so no member axis. {hint}"
         )
-    shapes = {tuple(np.shape(x)) for x in arrays}
     sizes = {shape[0] for shape in shapes if shape}
     if len(sizes) != 1 or () in shapes:
         raise ValueError(
             "Not an ensemble: every array must have the same leading (member) "
-            f"axis, but the arrays have shapes {sorted(shapes, key=str)}. Build "
-            "ensembles with `klax.make_ensemble` or `klax.stack_ensemble`."
+            f"axis, but the arrays have shapes {sorted(shapes, key=str)}. {hint}"
         )
     return int(sizes.pop())
 
@@ -158,8 +136,8 @@ def ensemble_member(ensemble: TModel, i: int) -> TModel:
 
     **Returns:**
 
-    The model whose arrays are entry `i` of the ensemble's arrays (still
-    wrapped: pass it through [`klax.finalize`][] before calling it).
+    The model of entry `i` of every array (still wrapped: [`klax.finalize`][]
+    it before calling it).
 
     Example:
         >>> import jax.random as jr
@@ -175,9 +153,7 @@ def ensemble_member(ensemble: TModel, i: int) -> TModel:
 
 
 def split_ensemble(ensemble: TModel) -> list[TModel]:
-    """Split an ensemble into a list of its `N` members (ordinary models).
-
-    The inverse of [`klax.stack_ensemble`][].
+    """Split an ensemble into a list of its `N` members; see [`klax.stack_ensemble`][].
 
     **Arguments:**
 
@@ -185,7 +161,7 @@ def split_ensemble(ensemble: TModel) -> list[TModel]:
 
     **Returns:**
 
-    A list of `N` models; entry `i` equals `klax.ensemble_member(ensemble, i)`.
+    A list of `N` models, entry `i` equal to `klax.ensemble_member(ensemble, i)`.
 
     Example:
         >>> import jax.random as jr
@@ -195,21 +171,17 @@ def split_ensemble(ensemble: TModel) -> list[TModel]:
         >>> [m.layers[1].weight.shape for m in klax.split_ensemble(ensemble)]
         [(8, 1), (8, 1), (8, 1)]
     """
-    n = ensemble_size(ensemble)
     dynamic, static = eqx.partition(ensemble, eqx.is_array)
     leaves, treedef = jax.tree.flatten(dynamic)
     columns = [list(leaf) for leaf in leaves]
-    return [
-        eqx.combine(jax.tree.unflatten(treedef, [c[i] for c in columns]), static)
-        for i in range(n)
-    ]
+    rows = [[c[i] for c in columns] for i in range(ensemble_size(ensemble))]
+    return [eqx.combine(jax.tree.unflatten(treedef, row), static) for row in rows]
 
 
 def stack_ensemble(models: Sequence[TModel]) -> TModel:
-    """Stack models of identical structure into an ensemble.
+    """Stack models built or trained separately into an ensemble.
 
-    The inverse of [`klax.split_ensemble`][]; use it to make an ensemble of
-    models that were built or trained separately.
+    The inverse of [`klax.split_ensemble`][].
 
     **Arguments:**
 
@@ -219,12 +191,7 @@ def stack_ensemble(models: Sequence[TModel]) -> TModel:
     **Returns:**
 
     The ensemble: each array is the stack of the models' arrays along a new
-    leading axis.
-
-    **Raises:**
-
-    `ValueError` if the models differ in structure, shapes, dtypes or
-    non-array fields.
+    leading axis (a `ValueError` if the models differ).
 
     Example:
         >>> import jax.random as jr
@@ -237,22 +204,20 @@ def stack_ensemble(models: Sequence[TModel]) -> TModel:
     if not models:
         raise ValueError("`klax.stack_ensemble(models=...)` needs at least one model.")
     parts = [eqx.partition(m, eqx.is_array) for m in models]
+
+    def shapes(tree):
+        return [(np.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(tree)]
+
     first_dynamic, first_static = parts[0]
-    treedef = jax.tree.structure(first_dynamic)
-    first_shapes = [
-        (np.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(first_dynamic)
-    ]
     for i, (dynamic, static) in enumerate(parts[1:], start=1):
-        if jax.tree.structure(dynamic) != treedef or not eqx.tree_equal(
-            static, first_static
-        ):
+        same_tree = jax.tree.structure(dynamic) == jax.tree.structure(first_dynamic)
+        if not (same_tree and eqx.tree_equal(static, first_static)):
             raise ValueError(
                 f"`klax.stack_ensemble`: model {i} differs from model 0 in its "
                 "structure or in a non-array field; only models built alike "
                 "(same class, sizes and options) can form an ensemble."
             )
-        shapes = [(np.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(dynamic)]
-        if shapes != first_shapes:
+        if shapes(dynamic) != shapes(first_dynamic):
             raise ValueError(
                 f"`klax.stack_ensemble`: the arrays of model {i} differ in shape or "
                 "dtype from those of model 0."
@@ -264,12 +229,9 @@ def stack_ensemble(models: Sequence[TModel]) -> TModel:
 class EnsembleOutput(NamedTuple):
     """What [`klax.evaluate_ensemble`][] returns: statistics over the members.
 
-    - `mean`: the mean of the members' outputs.
-    - `std`: their standard deviation (the population one, `ddof=0`).
-    - `outputs`: every member's output, stacked along a leading axis of
-      length `N`.
-
-    Each has the structure of one member's output.
+    `mean` and `std` (the population one, `ddof=0`) of the members' outputs,
+    each with the structure of one member's output, and `outputs`, all of
+    them stacked along a leading axis of length `N`.
     """
 
     mean: PyTree
@@ -295,20 +257,18 @@ def evaluate_ensemble(
     """Call every member on the same input; return the mean, spread and outputs.
 
     Each member is finalized ([`klax.finalize`][]) and called as
-    `member(*args)`, all members at once (vmapped, compiled).
+    `member(*args)`, all at once (vmapped, compiled).
 
     **Arguments:**
 
     - `ensemble`: an ensemble of `N` members (finalized or not).
     - `*args`: the input(s) of one call of a member.
-    - `batched`: if True, `args` hold a batch along their axis 0 and each
-      member is called as `jax.vmap(member)(*args)`. (Keyword only argument.)
+    - `batched`: if True, each member is called as `jax.vmap(member)(*args)`
+      (a batch along axis 0 of `args`). (Keyword only argument.)
 
     **Returns:**
 
-    An `EnsembleOutput` `(mean, std, outputs)`: the mean and standard deviation
-    over the members, each shaped like one member's output, and all outputs
-    stacked, of shape `(N, *output_shape)`.
+    An `EnsembleOutput` `(mean, std, outputs)` over the members.
 
     Example:
         >>> import jax.numpy as jnp
@@ -325,26 +285,20 @@ def evaluate_ensemble(
 
 
 def best_member(
-    ensemble: TModel,
-    score: Any,
-    *,
-    minimize: bool = True,
+    ensemble: TModel, score: Any, *, minimize: bool = True
 ) -> tuple[TModel, int]:
     """The member with the lowest (or highest) score, and its index.
 
     **Arguments:**
 
     - `ensemble`: an ensemble of `N` members.
-    - `score`: either `N` scores (an array-like of shape `(N,)`, e.g. the last
-      logged values `history["validation_loss"][1][-1]` of
-      [`klax.fit_ensemble`][]), or a function `member -> scalar` that is
-      evaluated for every member (vmapped), e.g.
-      `lambda m: klax.mse(m, test_data, None)`.
+    - `score`: `N` scores (shape `(N,)`, e.g. the last logged values
+      `history["validation_loss"][1][-1]` of [`klax.fit_ensemble`][]), or a
+      function `member -> scalar` evaluated for every member (vmapped), e.g.
+      `lambda m: klax.mse(m, test_data, None)`. Non-finite scores (e.g. of
+      frozen members) never win.
     - `minimize`: pick the lowest score (default) or, if False, the highest.
       (Keyword only argument.)
-
-    Non-finite scores (e.g. of members frozen by the non-finite guard) never
-    win.
 
     **Returns:**
 
@@ -360,10 +314,9 @@ def best_member(
         1
     """
     n = ensemble_size(ensemble)
-    if callable(score):
-        values = eqx.filter_jit(eqx.filter_vmap(score))(ensemble)
-    else:
-        values = score
+    values = (
+        eqx.filter_jit(eqx.filter_vmap(score))(ensemble) if callable(score) else score
+    )
     try:
         values = np.asarray(jax.device_get(values), dtype=float)
     except (TypeError, ValueError):
@@ -381,16 +334,12 @@ def best_member(
         raise ValueError(
             f"`klax.best_member`: no member has a finite score; got {values.tolist()}."
         )
-    fill = np.inf if minimize else -np.inf
-    values = np.where(finite, values, fill)
-    index = int(np.argmin(values) if minimize else np.argmax(values))
+    sign = 1.0 if minimize else -1.0
+    index = int(np.argmin(np.where(finite, sign * values, np.inf)))
     return ensemble_member(ensemble, index), index
 
 
-# ---------------------------------------------------------------------------
-# Training
-
-
+@compose_doc(**FIT_DOCS)
 def fit_ensemble(
     ensemble: TModel,
     data: PyTree,
@@ -417,9 +366,9 @@ def fit_ensemble(
 ) -> tuple[TModel, History | None]:
     """Train every member of an ensemble at once; returns ensemble and history.
 
-    All members are trained in one compiled loop: the update of
-    [`klax.fit`][] is vmapped over the members, so `N` members cost one
-    compilation and one host loop instead of `N`. The members are independent:
+    The update of [`klax.fit`][] is vmapped over the members in one compiled
+    loop, so `N` members cost one compilation and one host loop. The members
+    are independent:
 
     - **Optimizer state.** Each member has its own (`optimizer.init` of its
       parameters, vmapped); `history.final_opt_state` holds them stacked.
@@ -431,56 +380,43 @@ def fit_ensemble(
     - **Constraints** are applied to each member after each of its updates.
     - **Non-finite guard, per member.** An update that gives a member a
       non-finite loss or non-finite parameters is rejected and *freezes that
-      member* at its last finite state; the others train on. Training stops
-      early only when every member is frozen. `history.stop_step` and
-      `history.stop_reason` are lists with one entry per member: the step of
-      its rejected update and why, or `None` if it trained to the end. A
-      `RuntimeWarning` lists the frozen members.
+      member* at its last finite state; the others train on, and training
+      stops early only when every member is frozen. `history.stop_step` and
+      `history.stop_reason` are lists with one entry per member (`None` if
+      it trained to the end). A `RuntimeWarning` lists the frozen members.
 
-    **History.** Every logged value is a NumPy array of length `N`, one entry
-    per member: `history["loss"][1][k][i]` is member `i`'s loss at the `k`-th
-    logging step. The default metrics `"loss"` and `"validation_loss"`
-    evaluate all members on the same batches (those of member 0, so member
-    0's history equals its single fit's). With `verbose`, values are shown as
-    median (min, max) over the members. User `metrics` and `callbacks`
-    receive the context with the whole ensemble as `context.state.model`
-    (its arrays have the member axis first; use [`klax.ensemble_member`][]
+    **History.** Every logged value is a NumPy array of length `N`:
+    `history["loss"][1][k][i]` is member `i`'s loss at the `k`-th logging
+    step. The default metrics evaluate all members on the same batches (those
+    of member 0, so member 0's history equals its single fit's). With
+    `verbose`, values are shown as median (min, max) over the members. User
+    `metrics` and `callbacks` receive the context with the whole ensemble as
+    `context.state.model` (member axis first; use [`klax.ensemble_member`][]
     or `eqx.filter_vmap`).
 
     **Resuming** works as for `klax.fit`: pass `history.final_opt_state` as
     `init_opt_state` and `history.total_steps` as `batch_offset` with the
     same `key`.
 
-    **Several devices.** With `mesh` (a `jax.sharding.Mesh`, or `"all"` for a
-    one-dimensional mesh over every device), the training is spread over the
-    mesh's devices with `NamedSharding` and XLA's automatic partitioning:
-    `shard="members"` (default) splits the members over all mesh axes (the
-    number of members must be divisible by the number of devices);
-    `shard="batch"` replicates the members and splits each batch along its
-    batch axis (data parallel; the batch size must be divisible by the number
-    of devices); a dict such as `{"members": "m", "batch": "b"}` does both on
-    a two-dimensional mesh. The results equal the one-device results up to
-    round-off. Across several hosts, call `jax.distributed.initialize()` in
-    every process first and build the mesh from `jax.devices()` (all hosts'
-    devices); every process runs the same `fit_ensemble` call with the same
-    data and key.
+    **Several devices.** With `mesh`, the training is spread over the mesh's
+    devices by XLA's automatic partitioning: `shard="members"` (default)
+    splits the members over all mesh axes (their number must be divisible by
+    the number of devices); `shard="batch"` replicates the members and splits
+    each batch along its batch axis (the batch size must be divisible by the
+    number of devices); a dict such as `{"members": "m", "batch": "b"}` does
+    both on a two-dimensional mesh. The results equal the one-device results
+    up to round-off. {{hosts}}
 
     **Arguments:**
 
     - `ensemble`: the ensemble to train (e.g. from [`klax.make_ensemble`][]),
       not necessarily finalized.
-    - `data`, `batch_size`, `batch_axes`, `validation_data`, `steps`, `loss`,
-      `optimizer`, `batcher`, `make_logger`, `metrics`, `log_every`,
-      `verbose`, `callbacks`, `batch_offset`: as for [`klax.fit`][]; they
-      apply to every member.
-    - `run_state`: passed to the loss as its third argument. Shared by all
-      members, unless `run_state_per_member` is True.
-    - `init_opt_state`: the stacked optimizer state to start from, e.g.
-      `history.final_opt_state` of an earlier ensemble run.
+    {{keywords}}
     - `run_state_per_member`: if True, every array of `run_state` has a
-      leading member axis of length `N`, and member `i` receives entry `i`.
-    - `mesh`: None (default: nothing changes), a `jax.sharding.Mesh`, or
-      `"all"`.
+      leading member axis of length `N`, and member `i` receives entry `i`;
+      else all members share `run_state`.
+    - `mesh`: None (default: one device), a `jax.sharding.Mesh`, or `"all"`
+      (a one-dimensional mesh over every device).
     - `shard`: how to use the mesh: `"members"`, `"batch"` or a dict of mesh
       axes (see above).
     - `key`: a JAX PRNG key. (Keyword only argument.)

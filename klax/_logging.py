@@ -47,10 +47,7 @@ def _check_name(name: Any, where: str) -> str:
 
 
 def metric(name: str, verbose: bool = False) -> Callable[[F], F]:
-    """Decorator that makes a function of the training context a metric.
-
-    Sets `func.name = name` and `func.verbose = verbose` and returns `func`
-    itself.
+    """Make a function of the training context a metric (sets `name`, `verbose`).
 
     **Arguments:**
 
@@ -121,6 +118,10 @@ class BatchMetric:
         return self.func(context.state.model, batch, context.state.run_state)
 
 
+# What `History.save` stores.
+_FIELDS = "content total_time total_steps final_opt_state stop_step stop_reason".split()
+
+
 class History:
     """Logged metric values of a training run, with its duration and final state.
 
@@ -140,13 +141,6 @@ class History:
         >>> history["loss"]
         ([0, 10], [1.5, 0.5])
     """
-
-    content: dict[str, tuple[list[int], list[Any]]]
-    total_time: float
-    total_steps: int
-    final_opt_state: Any
-    stop_step: int | list[int | None] | None
-    stop_reason: str | list[str | None] | None
 
     def __init__(
         self,
@@ -193,21 +187,10 @@ class History:
     def save(self, path: str | Path) -> None:
         """Write the history to `path` in a format that runs no code when loaded.
 
-        The file is a ZIP archive holding JSON (the structure) and the raw bytes
-        of the arrays; parent directories are created as needed, and the file
-        is replaced only once everything has been encoded. Any extension works
-        ([`load`][klax.History.load] recognises the file by its content).
-
-        All six attributes are stored, `content`, `total_time`, `total_steps`,
-        `final_opt_state`, `stop_step` and `stop_reason`, and come back equal
-        and of the same types (see the table in the API reference): None,
-        bools, ints, floats (also NaN and infinities), complex numbers,
-        strings, lists, tuples and dicts (keys: str, int, float, bool, None or
-        tuples of these), NumPy arrays and scalars, JAX arrays (dtype, shape and
-        weak type kept; PRNG key arrays too), and NamedTuples and Equinox
-        modules of optax, equinox, jax, klax or paramax (optimizer states and
-        the models their moments mirror), which are rebuilt by name on
-        loading.
+        A ZIP archive of JSON and raw array bytes, holding all six attributes
+        (which come back equal and of the same types; the API reference lists
+        the supported types). Parent directories are created; the file is
+        replaced only once everything is encoded; any extension works.
 
         **Arguments:**
 
@@ -215,9 +198,8 @@ class History:
 
         **Raises:**
 
-        - `TypeError`, naming the attribute or metric, if a value is of any
-          other type (e.g. a class of your own, also an Equinox module); nothing
-          is written then.
+        - `TypeError`, naming the attribute or metric, for a value of another
+          type (e.g. a class of your own); nothing is written then.
 
         Example:
             >>> import klax, pathlib, tempfile
@@ -230,37 +212,24 @@ class History:
         """
         from ._history_io import save_history
 
-        save_history(
-            Path(path),
-            {
-                "content": self.content,
-                "total_time": self.total_time,
-                "total_steps": self.total_steps,
-                "final_opt_state": self.final_opt_state,
-                "stop_step": self.stop_step,
-                "stop_reason": self.stop_reason,
-            },
-        )
+        save_history(Path(path), {k: getattr(self, k) for k in _FIELDS})
 
     @classmethod
     def load(cls, path: str | Path, *, allow_pickle: bool = False) -> Self:
-        """Read a history written by [`save`][klax.History.save].
+        """Read a history written by [`save`][klax.History.save], running no code.
 
-        Loading parses the file; it runs no code from it. Optimizer states come
-        back as the same optax NamedTuples (and Equinox modules); classes are
-        looked up only in optax, equinox, jax, klax and paramax. JAX arrays
-        are placed on the default device; load with 64-bit mode on if the run
-        used it (else a warning says which arrays were narrowed). Attributes
-        missing from the file take the constructor's defaults.
+        Classes (optimizer states) are looked up by name only in optax,
+        equinox, jax, klax and paramax. JAX arrays go to the default device;
+        load with 64-bit mode on if the run used it (else a warning names the
+        narrowed arrays). Attributes missing from the file take their defaults.
 
         **Arguments:**
 
         - `path`: the file to read.
-        - `allow_pickle`: also read the former format, a pickle file (what
-          `History.save` wrote in the klax release and until now). Unpickling
-          can run any code the file's author chose: pass `True` only for files
-          you trust, then `save` them again to convert them. (Keyword only
-          argument.)
+        - `allow_pickle`: also read the pickle files of earlier klax versions.
+          Unpickling can run any code the file's author chose: pass `True`
+          only for files you trust, then `save` them again to convert them.
+          (Keyword only argument.)
 
         **Returns:**
 
@@ -270,21 +239,12 @@ class History:
 
         - `FileNotFoundError` if there is no file at `path`.
         - `ValueError`, naming the path, for a pickle file without
-          `allow_pickle=True`, and for a damaged or truncated file or a file
-          of another program.
+          `allow_pickle=True`, and for a damaged file or one of another program.
         """
         from ._history_io import load_history
 
         state = load_history(Path(path), allow_pickle=allow_pickle)
-        known = (
-            "content",
-            "total_time",
-            "total_steps",
-            "final_opt_state",
-            "stop_step",
-            "stop_reason",
-        )
-        return cls(**{k: state[k] for k in known if k in state})
+        return cls(**{k: state[k] for k in _FIELDS if k in state})
 
     def plot(self, *keys: str, ax: Any = None, **kwargs: Any) -> Any:
         """Plot metric values against steps with matplotlib; returns the axes.
@@ -319,10 +279,10 @@ class History:
     def extend(self, other: "History") -> None:
         """Append the history of a continued run, `other`, to this one.
 
-        Steps of `other` are shifted by `self.total_steps`; times and step
-        counts add up, and `final_opt_state` (and `stop_step`, shifted, and
-        `stop_reason`) become `other`'s. The unset
-        values -1 of a fresh `History()` (on either side) count as 0.
+        Steps of `other` (and its `stop_step`) are shifted by
+        `self.total_steps`; times and step counts add up; `final_opt_state`
+        and the stop fields become `other`'s. The unset -1 of a fresh
+        `History()` counts as 0.
         """
         offset = max(self.total_steps, 0)
         for name in other.keys():
@@ -333,14 +293,14 @@ class History:
         self.total_time = max(self.total_time, 0.0) + max(other.total_time, 0.0)
         self.total_steps = offset + max(other.total_steps, 0)
         self.final_opt_state = other.final_opt_state
-        if isinstance(other.stop_step, list):  # an ensemble: one entry per member
-            self.stop_step = [
-                None if s is None else offset + s for s in other.stop_step
-            ]
-        else:
-            self.stop_step = (
-                None if other.stop_step is None else offset + other.stop_step
-            )
+
+        def shift(s):
+            return None if s is None else offset + s
+
+        stop = other.stop_step  # a list (one entry per member) for an ensemble
+        self.stop_step = (
+            [shift(s) for s in stop] if isinstance(stop, list) else shift(stop)
+        )
         self.stop_reason = other.stop_reason
 
 
@@ -351,15 +311,11 @@ class MetricLogger(Callback):
     step is printed (e.g. `Step  100/1000: loss: 1.2345e-02`), and with
     `verbose=2` a tqdm progress bar shows the verbose metrics as its postfix.
 
-    The logger duck-types its context: it reads only `context.steps`,
-    `context.state.step` (a 0-d array or a Python int) and, at the end,
-    `context.state.opt_state`, and passes the context on to the metrics.
-
-    The attribute `call_every` (equal to `log_every`) tells a training loop that
-    `on_training_step` only does something at steps divisible by it, so the loop
-    may skip the calls in between (a fused loop then runs `log_every` steps per
-    compiled call). The progress bar advances by the steps since its last update,
-    so it stays right when steps are skipped.
+    The logger reads only `context.steps`, `context.state.step` (a 0-d array
+    or an int) and, at the end, `context.state.opt_state`, and passes the
+    context on to the metrics. Its `call_every` (= `log_every`) lets a
+    training loop skip the calls in between (see [`klax.Callback`][]); the
+    progress bar advances by the steps since its last update.
     """
 
     def __init__(

@@ -1,32 +1,14 @@
 """The one training loop of klax, behind `run_training_loop`, `fit` and `fit_ensemble`.
 
-One update rule, `train_step`, is used everywhere. The host loop (`run_loop`)
-calls the callbacks in Python and, in between, runs as many updates as
-possible in one compiled call (`_run_chunk`: a `lax.while_loop` with a dynamic
-trip count, so chunks of any length share one compilation).
+One update rule, `train_step`. The host loop (`run_loop`) calls the callbacks
+in Python and in between runs as many updates as possible in one compiled call
+(`_run_chunk`). The state may carry a leading *member* axis (an ensemble): the
+update is then vmapped, and a non-finite update freezes only its member.
 
-The loop state may carry a leading *member* axis: an ensemble trains its `N`
-members with the update vmapped over that axis, and a single model is the same
-loop without the vmap. Each member has a health flag; an update is kept only
-where the member is healthy and the update's loss and parameters are finite
-(`select(healthy & finite(new), new, old)`), so a non-finite update freezes
-its member at its last finite state. The loop ends when no member is healthy:
-for a single model, at its first non-finite update. A single model first runs
-a chunk unguarded (the select and the per-step check of the parameters cost
-about a fifth of the time of a small model's update) and replays it guarded
-from the same inputs only if something became non-finite.
-
-Batches come from a *feeder*:
-
-- `DeviceFeeder` reproduces `klax.batch_data` on the device: the permutations
-  of many epochs (of every member) are drawn at once with `batch_data`'s key
-  schedule, and the loop gathers each batch along each leaf's batch axis (no
-  host transfer per step). When a batch holds every sample (full-batch
-  training), the batches differ only in the order of their samples; the loop
-  then uses the data as stored (no permutation, no gather), which changes a
-  loss over the samples only by the round-off of the summation order.
-- `HostFeeder` drains any iterator of batches (of one batch per member for an
-  ensemble), stacks a chunk of them and transfers them at once.
+Batches come from a *feeder*: `DeviceFeeder` reproduces `klax.batch_data` on
+the device (permutation tables drawn with its key schedule, each batch
+gathered in the loop); `HostFeeder` stacks a chunk of the batches of any
+iterator and transfers them at once.
 """
 
 import functools as ft
@@ -66,11 +48,11 @@ from ._sharding import (
     along,
     constrain_leading,
     gather,
+    place,
     replicate,
     replicated,
     resolve_mesh,
     shard_plan,
-    split_leading,
 )
 from ._trainstate import TrainingContext, TrainingState
 from ._wrappers import apply
@@ -96,13 +78,7 @@ def train_step(
     loss: Loss,
     optimizer: optax.GradientTransformationExtraArgs,
 ) -> tuple[TrainingState, Scalar]:
-    """One update: gradient, optimizer step, constraints. Returns the loss too.
-
-    The optimizer receives `value`, `grad` and `value_fn` as extra arguments
-    (for line searches and value-based methods such as `optax.lbfgs`,
-    `optax.polyak_sgd` or `optax.contrib.reduce_on_plateau`). Constraints are
-    applied to the updated model with `klax.apply`.
-    """
+    """One update (that of `klax.make_step`); returns the new state and the loss."""
     params, static = eqx.partition(state.model, eqx.is_inexact_array)
     value, grad = loss.value_and_grad(state.model, batch, state.run_state)
     value_fn = jax.tree_util.Partial(
@@ -115,12 +91,9 @@ def train_step(
     return TrainingState(model, opt_state, state.run_state, state.step + 1), value
 
 
-# Why a member was frozen.
-OK, NONFINITE_LOSS, NONFINITE_PARAMS = 0, 1, 2
-STOP_REASONS = {
-    NONFINITE_LOSS: "non-finite loss",
-    NONFINITE_PARAMS: "non-finite parameters",
-}
+# Why a member was frozen: `STOP_REASONS[code]` (code 0: it was not).
+NONFINITE_LOSS, NONFINITE_PARAMS = 1, 2
+STOP_REASONS = (None, "non-finite loss", "non-finite parameters")
 
 
 def _all_finite(tree: PyTree) -> Bool[Array, ""]:
@@ -128,19 +101,12 @@ def _all_finite(tree: PyTree) -> Bool[Array, ""]:
     return ft.reduce(operator.and_, leaves, jnp.array(True))
 
 
-# ---------------------------------------------------------------------------
-# Samplers: how a compiled chunk gets the batch of its i-th step. A sampler is
-# static configuration (an Equinox module without arrays); the arrays it reads
-# come in as the chunk's `shared` part (the same for every member) and `own`
-# part (with a member axis, mapped over, if there are members).
+# Samplers: static configuration of how a chunk draws the batch of its step `i`
+# from its arrays `shared` (by every member) and `own` (mapped over members).
 
 
 class _Table(eqx.Module):
-    """`klax.batch_data`'s batches, gathered on the device.
-
-    `shared = (data_leaves, first)`, `own` = the permutation table: step `i`
-    uses batch `first + i` of the table (row `(first + i) // per_epoch`).
-    """
+    """`shared = (data_leaves, first)`, `own` a permutation table; batch `first + i`."""
 
     treedef: Any = eqx.field(static=True)
     axes: tuple[int | None, ...] = eqx.field(static=True)
@@ -183,10 +149,6 @@ class _Stacked(eqx.Module):
         return eqx.combine(batch, shared)
 
 
-# ---------------------------------------------------------------------------
-# Members: how the state is laid out
-
-
 class Layout(eqx.Module):
     """Static layout of a run: whether there is a member axis, and the devices.
 
@@ -200,24 +162,26 @@ class Layout(eqx.Module):
     mesh: Any = eqx.field(static=True, default=None)
     member_axes: tuple[str, ...] | None = eqx.field(static=True, default=None)
 
-    def place_members(self, tree: PyTree) -> PyTree:
-        """Arrays with a member axis on the mesh (split, if members are)."""
+    def sharding(self, ndim: int) -> Any:
+        """Where an array with a member axis lies: split if the members are."""
         if self.mesh is None:
-            return tree
-        if self.member_axes is None:
-            return replicate(tree, self.mesh)
-        return split_leading(tree, self.mesh, self.member_axes)
+            return None
+        if self.member_axes is None or not ndim:
+            return replicated(self.mesh)
+        return along(self.mesh, self.member_axes, 0, ndim)
+
+    def place_members(self, tree: PyTree) -> PyTree:
+        """Arrays with a member axis on the mesh."""
+        return (
+            tree if self.mesh is None else place(tree, lambda x: self.sharding(x.ndim))
+        )
 
     def place_shared(self, tree: PyTree) -> PyTree:
         """Arrays every member reads, replicated on the mesh."""
         return tree if self.mesh is None else replicate(tree, self.mesh)
 
     def map(self, fn: Callable, in_axes: Any = None) -> Callable:
-        """`fn` vmapped over the member axis (`fn` itself without members).
-
-        Without `in_axes`, every array of the arguments is mapped over its
-        leading axis and non-arrays are passed through (`eqx.filter_vmap`).
-        """
+        """`fn` vmapped over the members (by default `eqx.filter_vmap`), if any."""
         if self.members is None:
             return fn
         if in_axes is None:
@@ -244,21 +208,15 @@ def _run_chunk(
 ) -> tuple[list[Any], Int[Array, ""], Health, Bool[Array, ""], Bool[Array, ""]]:
     """Run up to `num_steps` updates (of every member) in one while loop.
 
-    `health = (alive, stop_step, reason)`, per member. Guarded, an update that
-    gives a member a non-finite loss or non-finite parameters is rejected and
-    freezes the member: it keeps its state from before that update,
-    `stop_step` records the step of the rejected update and `reason` why.
-    Frozen members still compute (vmapped), but their results are discarded.
-    The loop ends early once no member is alive.
+    Guarded, an update is kept only where the member is alive and its loss and
+    parameters are finite; otherwise the member is frozen and `health =
+    (alive, stop_step, reason)` records it. The loop ends once no member is
+    alive. Unguarded (a single model: the select and the per-step parameter
+    check cost about a fifth of a small model's step), every update is applied
+    and the chunk, if not `clean`, is replayed guarded by the host.
 
-    Unguarded (the fast path of a single model), every update is applied; the
-    loop only watches the loss, stops after the first non-finite one and
-    checks the parameters once at the end. If that chunk was not `clean`, the
-    host replays it guarded from the same inputs.
-
-    Returns the new state leaves, the number of updates done (iterations in
-    which some member was updated), the new health, whether any member is
-    still alive and whether the chunk was clean.
+    Returns the state leaves, the number of updates done, the health, whether
+    any member is alive and whether the chunk was clean.
     """
     state = jax.tree.unflatten(state_treedef, state_leaves)
     dynamic, static = eqx.partition((state.model, state.opt_state), eqx.is_array)
@@ -328,25 +286,17 @@ def _run_chunk(
     return jax.tree.leaves(new_state), done, health, alive, guarded | clean
 
 
-# ---------------------------------------------------------------------------
-# Feeders: the host side of the samplers. `chunk(num_steps)` says what the
-# next compiled chunk samples from (or None when the batches ran out),
-# `advance(done)` how many of its batches were used.
+# Feeders: `chunk(num_steps)` gives the next chunk's sampler and arrays (None
+# when the batches ran out), `advance(done)` how many of its batches were used.
 
-# A table of permutations drawn at once on the device covers at least
-# _TABLE_STEPS steps (so that long runs are rarely cut into extra chunks at
-# table boundaries), within _TABLE_ENTRIES indices (16 MiB of int32).
+# A permutation table covers up to _TABLE_STEPS steps (so that long runs are
+# rarely cut at table boundaries) within _TABLE_ENTRIES indices (16 MiB).
 _TABLE_STEPS = 2**16
 _TABLE_ENTRIES = 2**22
 
 
 def table_epochs(n: int, per_epoch: int, steps: int, members: int = 1) -> int:
-    """The number of epochs in one permutation table of `n` samples.
-
-    Enough for `steps` more steps, rounded up to a power of two (few distinct
-    table shapes, so few compilations), but at most `_TABLE_STEPS` steps'
-    worth and `_TABLE_ENTRIES` indices over all `members`; at least 2.
-    """
+    """Epochs per permutation table: enough for `steps`, a power of two, >= 2."""
     wanted = -(-min(steps, _TABLE_STEPS) // per_epoch)
     wanted = 1 << max(wanted - 1, 0).bit_length()
     return max(2, min(wanted, _TABLE_ENTRIES // (members * n)))
@@ -376,11 +326,8 @@ def _skip_epochs(keys: PRNGKeyArray, epochs: Int[Array, ""], mapped: bool) -> An
 class DeviceFeeder:
     """The batches `klax.batch_data` would yield (for each member's key), on device.
 
-    The permutations of many epochs are drawn at once into a table (with
-    `batch_data`'s key schedule); the compiled loop gathers each batch from the
-    data by the table's indices. `offset` batches of the sequence are skipped;
-    `steps` is the length of the run (it sizes the tables). Full batches
-    (`batch_size >= n`) are the data as stored (see the module docstring).
+    Skips `offset` batches; `steps` sizes the tables. A full batch is the data
+    as stored (its batches differ only in the order of their samples).
     """
 
     def __init__(
@@ -414,13 +361,7 @@ class DeviceFeeder:
         if skipped_epochs:
             keys = _skip_epochs(keys, np.int32(skipped_epochs), self.mapped)
         self.next_keys = keys
-        self.table_sharding = None
-        if layout.mesh is not None:
-            self.table_sharding = (
-                replicated(layout.mesh)
-                if layout.member_axes is None
-                else along(layout.mesh, layout.member_axes, 0, 3)
-            )
+        self.table_args = (n, self.epochs, self.mapped, layout.sharding(3))
 
     def chunk(self, num_steps: int) -> tuple[Any, Any, Any, int] | None:
         if isinstance(self.sampler, _Constant):
@@ -429,21 +370,10 @@ class DeviceFeeder:
         if self.table is None or self.position >= capacity:
             if self.table is not None:
                 self.position -= capacity
-            self.table, self.next_keys = _tables(
-                self.next_keys,
-                self.sampler.n,
-                self.epochs,
-                self.mapped,
-                self.table_sharding,
-            )
+            self.table, self.next_keys = _tables(self.next_keys, *self.table_args)
+        count = min(num_steps, capacity - self.position)
         # NumPy scalars: traced like arrays, without an eager device op per chunk.
-        shared = (self.leaves, np.int32(self.position))
-        return (
-            self.sampler,
-            shared,
-            self.table,
-            min(num_steps, capacity - self.position),
-        )
+        return self.sampler, (self.leaves, np.int32(self.position)), self.table, count
 
     def advance(self, done: int) -> None:
         if not isinstance(self.sampler, _Constant):
@@ -488,14 +418,12 @@ def host_chunk(periods: Sequence[int | None], steps: int) -> int:
 
 
 class HostFeeder:
-    """Chunks of batches drawn from `context.batch_generator`, in order.
+    """Chunks of batches drawn from `context.batch_generator` (looked up each time).
 
-    The generator is looked up at every draw, so a callback may replace it.
-    With members, it yields one batch per member at each step. Consecutive
-    steps whose batches agree (across members too) in structure, shapes,
-    dtypes and non-array leaves are stacked (padded to a fixed length, so that
-    every chunk reuses one compilation) and transferred at once; a step that
-    differs starts the next chunk.
+    With members, it yields one batch per member and step. Consecutive steps
+    whose batches agree in structure, shapes, dtypes and non-array leaves are
+    stacked (padded to a fixed length: one compilation) and transferred at
+    once; a step that differs starts the next chunk.
     """
 
     def __init__(
@@ -510,8 +438,7 @@ class HostFeeder:
                 break
 
     def _next(self) -> tuple[PyTree, ...] | None:
-        # One step's batches as a tuple (of one batch, which may be None,
-        # without members).
+        # One step's batches as a tuple (of one, possibly None, without members).
         if self.pending:
             return self.pending.pop()
         try:
@@ -568,10 +495,6 @@ class HostFeeder:
         pass
 
 
-# ---------------------------------------------------------------------------
-# The host loop
-
-
 def _next_stop(step: int, periods: Sequence[int | None], steps: int) -> int:
     """The first step after `step` at which some callback must run (or `steps`)."""
     stop = steps
@@ -587,23 +510,13 @@ def run_loop(
     make_feeder: Callable[[Sequence[int | None]], Any],
     layout: Layout,
 ) -> None:
-    """Run training as `klax.run_training_loop` specifies, fused between callbacks.
-
-    `make_feeder(periods)` builds the feeder once the callbacks' periods are
-    known. Sets `context.stop_step` / `context.stop_reason` (per member if
-    there are members) when the guard rejected an update.
-    """
+    """`klax.run_training_loop`; `make_feeder(periods)` gets the callbacks' periods."""
     periods = [step_period(callback) for callback in callbacks]
     feeder = make_feeder(periods)
     optimizer = with_extra_args(context.optimizer)
     shape = () if layout.members is None else (layout.members,)
-    health = layout.place_members(
-        (
-            jnp.ones(shape, bool),
-            jnp.zeros(shape, jnp.int32),
-            jnp.zeros(shape, jnp.int32),
-        )
-    )
+    zeros = jnp.zeros(shape, jnp.int32)
+    health = layout.place_members((jnp.ones(shape, bool), zeros, zeros))
     for callback in callbacks:
         callback.on_training_start(context)
     while True:
@@ -619,26 +532,17 @@ def run_loop(
             break
         sampler, shared, own, count = chunk
 
-        def run(guarded: bool) -> Any:
-            return _run_chunk(
-                context._state_leaves,
-                context._state_treedef,
-                layout,
-                sampler,
-                shared,
-                own,
-                health,
-                np.int32(count),  # traced like an array, without an eager op
-                context.loss,
-                optimizer,
-                guarded,
-            )
+        # The chunk's inputs (np.int32: traced like an array, no eager op).
+        args = (context._state_leaves, context._state_treedef, layout, sampler)
+        args += (shared, own, health, np.int32(count), context.loss, optimizer)
 
         # A single model runs unguarded and replays the chunk only if needed.
-        leaves, done, new_health, alive, clean = run(layout.members is not None)
+        leaves, done, new_health, alive, clean = _run_chunk(
+            *args, layout.members is not None
+        )
         done, alive, clean = (int(x) for x in jax.device_get((done, alive, clean)))
         if not clean:  # replay guarded: find and reject the first bad update
-            leaves, done, new_health, alive, _ = run(True)
+            leaves, done, new_health, alive, _ = _run_chunk(*args, True)
             done, alive = (int(x) for x in jax.device_get((done, alive)))
         health = new_health
         feeder.advance(done)
@@ -664,9 +568,7 @@ def _report(context: TrainingContext, health: Health, layout: Layout) -> None:
         health = gather(health, layout.mesh)
     alive, stop_step, reason = (np.atleast_1d(x) for x in jax.device_get(health))
     steps = [None if a else int(s) for a, s in zip(alive, stop_step, strict=True)]
-    reasons = [
-        None if a else STOP_REASONS[int(r)] for a, r in zip(alive, reason, strict=True)
-    ]
+    reasons = [STOP_REASONS[int(r)] for r in reason]  # code 0 (None) while alive
     if layout.members is None:
         context.stop_step, context.stop_reason = steps[0], reasons[0]
     else:
@@ -675,40 +577,33 @@ def _report(context: TrainingContext, health: Health, layout: Layout) -> None:
 
 def warn_stop(context: TrainingContext, stacklevel: int) -> None:
     """Warn that the non-finite guard froze the model or some members (if it did)."""
+    steps, reasons = context.stop_step, context.stop_reason
+    if isinstance(steps, list) and isinstance(reasons, list):
+        frozen = [i for i, s in enumerate(steps) if s is not None]
+        if not frozen:
+            return
+        shown = [f"member {i} at step {steps[i]} ({reasons[i]})" for i in frozen[:5]]
+        more = f", and {len(frozen) - 5} more" if len(frozen) > 5 else ""
+        message = (
+            f"{len(frozen)} of {len(steps)} ensemble members were frozen by the "
+            f"non-finite guard: {', '.join(shown)}{more}. Each keeps its parameters "
+            "and optimizer state from before the rejected update; the other members "
+            f"trained on (to step {context.steps} at most). See history.stop_step "
+            "/ history.stop_reason."
+        )
+    elif isinstance(steps, int):
+        message = (
+            f"Training stopped at step {steps} of {context.steps}: the update "
+            f"produced a {reasons}. It was rejected; the returned model and optimizer "
+            f"state are those after step {steps - 1}, the last finite ones."
+        )
+    else:
+        return
     what = (
         "Lower the learning rate, check the data and the loss for NaN/inf, or "
         "clip gradients (e.g. optax.clip_by_global_norm)."
     )
-    stop_steps, reasons = context.stop_step, context.stop_reason
-    if isinstance(stop_steps, list) and isinstance(reasons, list):
-        frozen = [i for i, s in enumerate(stop_steps) if s is not None]
-        if not frozen:
-            return
-        shown = ", ".join(
-            f"member {i} at step {stop_steps[i]} ({reasons[i]})" for i in frozen[:5]
-        )
-        more = f", and {len(frozen) - 5} more" if len(frozen) > 5 else ""
-        message = (
-            f"{len(frozen)} of {len(stop_steps)} ensemble members were frozen by "
-            f"the non-finite guard: {shown}{more}. Each keeps its parameters and "
-            "optimizer state from before the rejected update; the other members "
-            f"trained on (to step {context.steps} at most). See history.stop_step "
-            "/ history.stop_reason."
-        )
-    elif not isinstance(stop_steps, int):
-        return
-    else:
-        k = stop_steps
-        message = (
-            f"Training stopped at step {k} of {context.steps}: the update produced "
-            f"a {reasons}. It was rejected; the returned model and optimizer state "
-            f"are those after step {k - 1}, the last finite ones."
-        )
     warnings.warn(f"{message} {what}", RuntimeWarning, stacklevel=stacklevel + 1)
-
-
-# ---------------------------------------------------------------------------
-# fit and fit_ensemble
 
 
 class _EnsembleLogger(MetricLogger):
@@ -730,10 +625,7 @@ class _EnsembleLogger(MetricLogger):
 def _members_loss(
     loss: Loss, run_state_axis: int | None, mesh: Any
 ) -> Callable[[Any, PyTree, Any], Array]:
-    """`(ensemble, batch, run_state) -> losses`, one per member, same batch.
-
-    Cached, so that repeated fits reuse the compiled metric.
-    """
+    """`(ensemble, batch, run_state) -> losses`, one per member (cached: reused)."""
 
     def evaluate(ensemble, batch, run_state):
         rs_axes = None if run_state_axis is None else eqx.if_array(run_state_axis)
@@ -747,11 +639,7 @@ def _members_loss(
 
 
 def _member_batches(batcher, data, batch_size, batch_axes, keys):
-    """`context.batch_generator` of an ensemble: one batch per member and step.
-
-    Member `m`'s batches come from `batcher(data, batch_size, batch_axes,
-    key=keys[m])`; the generators are created on first use.
-    """
+    """One batch per member and step, member `m`'s from `batcher(..., key=keys[m])`."""
     generators = [batcher(data, batch_size, batch_axes, key=k) for k in keys]
     while True:
         try:
@@ -804,13 +692,12 @@ def train(
     if validation_data is not None:
         check_like(data, validation_data, batch_axes, f"`{where}(validation_data=...)`")
 
-    params = eqx.filter(model, eqx.is_inexact_array)
-    if init_opt_state is not None:
-        init = layout.map(optimizer.init)
-        check_opt_state(init, params, init_opt_state, f"`{where}(init_opt_state=...)`")
-    opt_state = (
-        layout.map(optimizer.init)(params) if init_opt_state is None else init_opt_state
-    )
+    params, init = eqx.filter(model, eqx.is_inexact_array), layout.map(optimizer.init)
+    opt_state = init_opt_state
+    if opt_state is None:
+        opt_state = init(params)
+    else:
+        check_opt_state(init, params, opt_state, f"`{where}(init_opt_state=...)`")
     model = layout.map(apply)(model)
     if members is None:
         batch_keys = jr.split(key)[0]
@@ -834,38 +721,33 @@ def train(
 
     logger = None
     if make_logger:
-        metric_key = batch_keys if members is None else batch_keys[0]
-        evaluate = (
-            loss
-            if members is None
-            else _members_loss(loss, layout.run_state_axis, mesh)
+        if members is None:
+            evaluate, metric_key, make = loss, batch_keys, MetricLogger
+        else:
+            evaluate = _members_loss(loss, layout.run_state_axis, mesh)
+            metric_key, make = batch_keys[0], _EnsembleLogger
+        metric = ft.partial(
+            BatchMetric, func=evaluate, batcher=batcher, batch_axes=batch_axes
         )
-        sets = [
-            ("loss", data, batch_size),
-            ("validation_loss", validation_data, 4 * batch_size),
-        ]
-        default: list[Metric] = [
-            BatchMetric(
-                name, evaluate, d, batcher, size, batch_axes, True, key=metric_key
+        metric = ft.partial(metric, verbose=True, key=metric_key)
+        default = [metric("loss", data=data, batch_size=batch_size)]
+        if validation_data is not None:
+            size = 4 * batch_size
+            default.append(
+                metric("validation_loss", data=validation_data, batch_size=size)
             )
-            for name, d, size in sets[: 1 if validation_data is None else 2]
-        ]
-        make = MetricLogger if members is None else _EnsembleLogger
         logger = make(log_every, [*default, *(metrics or [])], verbose)
         callbacks.append(logger)
 
-    if batcher is batch_data:
+    def make_feeder(periods: Sequence[int | None]) -> Any:
+        if batcher is not batch_data:
+            return HostFeeder(context, host_chunk(periods, steps), batch_offset, layout)
         size = check_int(batch_size, "batch_size", minimum=1)
-        feeder = DeviceFeeder(
+        return DeviceFeeder(
             data, size, batch_axes, batch_keys, batch_offset, steps, layout
         )
-        run_loop(context, callbacks, lambda periods: feeder, layout)
-    else:
 
-        def make_feeder(periods):
-            return HostFeeder(context, host_chunk(periods, steps), batch_offset, layout)
-
-        run_loop(context, callbacks, make_feeder, layout)
+    run_loop(context, callbacks, make_feeder, layout)
     warn_stop(context, stacklevel=3)
     if logger is None:
         return context.state.model, None

@@ -5,9 +5,10 @@ alike: `"{name} must be {expected}, but got {given}. {what to do}"`.
 """
 
 import math
-import numbers
 import operator
-from collections.abc import Sequence
+import re
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import equinox as eqx
@@ -25,6 +26,30 @@ def default_floating_dtype() -> Any:
     if jax.config.jax_enable_x64:  # pyright: ignore[reportAttributeAccessIssue]
         return jnp.float64
     return jnp.float32
+
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def compose_doc(**parts: str) -> Callable[[Any], Any]:
+    """Decorator: replace each `{{name}}` of the docstring by `parts[name]`.
+
+    For documentation that several functions share, written once; its lines
+    are indented like the line of the placeholder. The API reference shows
+    the composed text (`docs/hooks/griffe_composed_docs.py`).
+    """
+
+    def decorate(func: Any) -> Any:
+        def fill(match: re.Match) -> str:
+            line = func.__doc__[: match.start()].rpartition("\n")[2]
+            indent = line[: len(line) - len(line.lstrip())]
+            text = textwrap.dedent(parts[match[1]]).strip()
+            return text.replace("\n", "\n" + indent).replace(indent + "\n", "\n")
+
+        func.__doc__ = _PLACEHOLDER.sub(fill, func.__doc__)
+        return func
+
+    return decorate
 
 
 def is_none(x: Any) -> bool:
@@ -109,16 +134,43 @@ def check_callable(value: Any, name: str, expected: str = "callable") -> Any:
     return value
 
 
-def check_real(value: Any, name: str, hint: str = "") -> float:
-    """`value` as a float, after checking that it is a finite real `>= 0`."""
+def _real(value: Any) -> float | None:
+    """`value` as a float if it is one real number (also a 0-d array), else None."""
+    if isinstance(value, bool | str | bytes | np.bool_) or np.ndim(value) != 0:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_real(value: Any, name: str, hint: str = "", positive: bool = False) -> float:
+    """`value` as a float, after checking that it is a finite real `>= 0` (`> 0`)."""
+    number = _real(value)
     if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < 0
+        number is None
+        or not math.isfinite(number)
+        or number < 0
+        or (positive and number == 0)
     ):
-        raise invalid(name, "a finite, non-negative real number", describe(value), hint)
-    return float(value)
+        bound = "positive" if positive else "non-negative"
+        raise invalid(name, f"a finite, {bound} real number", describe(value), hint)
+    return number
+
+
+def check_scales(scale: Any, n: int, name: str, hint: str = "") -> tuple[float, ...]:
+    """`n` positive scales (floats) from one number or a sequence of `n` numbers."""
+    expected = f"a positive number or a sequence of {n}"
+    if _real(scale) is not None:
+        scale = (scale,) * n
+    elif isinstance(scale, str | bytes) or not isinstance(scale, Iterable):
+        raise invalid(name, expected, describe(scale), hint, TypeError)
+    scale = tuple(scale)
+    if len(scale) != n:
+        raise invalid(name, expected, f"{len(scale)} values ({scale!r})", hint)
+    return tuple(
+        check_real(s, f"{name} entry {k}", hint, True) for k, s in enumerate(scale)
+    )
 
 
 def check_size(size: Any, name: str) -> int | Literal["scalar"]:
@@ -138,11 +190,12 @@ def check_size(size: Any, name: str) -> int | Literal["scalar"]:
     return size
 
 
-def check_widths(width_sizes: Any, owner: str) -> tuple[int, ...]:
-    """Validate a list of hidden widths and return it as a tuple of ints."""
+def check_widths(width_sizes: Any, owner: str, minimum: int = 0) -> tuple[int, ...]:
+    """Validate a list of hidden widths (ints `>= minimum`); return it as a tuple."""
     name = f"`{owner}(width_sizes=...)`"
-    if isinstance(width_sizes, str) or not isinstance(width_sizes, Sequence):
-        expected = "a list/tuple of hidden layer widths (non-negative ints)"
+    if isinstance(width_sizes, str | bytes) or not isinstance(width_sizes, Sequence):
+        bound = "positive" if minimum else "non-negative"
+        expected = f"a list/tuple of hidden layer widths ({bound} ints)"
         hint = "For example width_sizes=[16, 16]."
         raise invalid(name, expected, describe(width_sizes), hint, TypeError)
     widths = []
@@ -152,7 +205,7 @@ def check_widths(width_sizes: Any, owner: str) -> tuple[int, ...]:
             hint = "Hidden layers cannot be 'scalar'."
             raise invalid(entry, "a non-negative int", "'scalar'", hint)
         check_size(width, entry)
-        widths.append(operator.index(width))
+        widths.append(check_int(width, entry, minimum))
     return tuple(widths)
 
 

@@ -1,18 +1,10 @@
 """Training on several devices: `jax.sharding` meshes for `fit` and `fit_ensemble`.
 
-Two layouts are supported, both expressed with `NamedSharding` and left to
-XLA's automatic partitioner (GSPMD), so no collective is written by hand:
-
-- *data parallel*: the parameters are replicated on every device of the mesh
-  and each step's batch is split along its batch axis; the gradient's sum over
-  the batch becomes an all-reduce.
-- *member parallel* (ensembles): the members (the leading axis of every array
-  of the stacked model and optimizer state) are split over the devices; the
-  data are replicated and members never communicate.
-
-A mesh may be of any axis type: klax rebuilds it with automatic axes
-(`AxisType.Auto`) for its own arrays, so user losses need no sharding
-annotations.
+Both layouts are `NamedSharding`s left to XLA's automatic partitioner: *data
+parallel* (parameters replicated, each batch split along its batch axis, the
+gradient's sum an all-reduce) and *member parallel* (the members of an ensemble
+split over the devices, the data replicated). klax rebuilds any mesh with
+automatic axes for its own arrays, so user losses need no sharding annotations.
 """
 
 import math
@@ -31,12 +23,7 @@ from ._misc import describe, invalid, is_none
 
 
 def resolve_mesh(mesh: Any, where: str) -> Mesh | None:
-    """Validate the `mesh=` argument; return an automatic-axes mesh or None.
-
-    `mesh` is None (one device, nothing changes), a `jax.sharding.Mesh`, or
-    `"all"` (a one-dimensional mesh over `jax.devices()` with axis name
-    `"devices"`).
-    """
+    """The `mesh=` argument (None, a `Mesh` or `"all"`) as a mesh of automatic axes."""
     if mesh is None:
         return None
     name = f"`{where}(mesh=...)`"
@@ -72,11 +59,7 @@ def check_axes(mesh: Mesh, axes: Any, where: str) -> tuple[str, ...]:
 def shard_plan(
     mesh: Mesh, shard: Any, members: int | None, where: str
 ) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
-    """The mesh axes the members and the batches are split over.
-
-    `shard` is `"members"`, `"batch"` or a dict `{"members": axes, "batch":
-    axes}`; a single model (`members=None`) is always split by batch.
-    """
+    """The mesh axes that split the members and the batches (per `shard`)."""
     if members is None:
         return None, tuple(mesh.axis_names)
     name = f"`{where}(shard=...)`"
@@ -86,24 +69,17 @@ def shard_plan(
             raise invalid(name, expected, repr(shard))
         plan = {shard: tuple(mesh.axis_names)}
     elif isinstance(shard, Mapping):
-        unknown = set(shard) - {"members", "batch"}
-        if unknown:
-            raise invalid(
-                f"{name} keys",
-                '"members" and/or "batch"',
-                repr(sorted(map(repr, unknown))),
-            )
+        if unknown := set(shard) - {"members", "batch"}:
+            given = repr(sorted(map(repr, unknown)))
+            raise invalid(f"{name} keys", '"members" and/or "batch"', given)
         plan = {
             k: check_axes(mesh, v, f"{where}(shard[{k!r}])")
             for k, v in shard.items()
             if v is not None
         }
         if set(plan.get("members", ())) & set(plan.get("batch", ())):
-            raise invalid(
-                name,
-                "a split in which no mesh axis splits both members and batches",
-                repr(dict(shard)),
-            )
+            expected = "a split in which no mesh axis splits both members and batches"
+            raise invalid(name, expected, repr(dict(shard)))
     else:
         raise invalid(name, expected, describe(shard), error=TypeError)
     member_axes = plan.get("members")
@@ -143,10 +119,10 @@ def along(mesh: Mesh, axes: Sequence[str], dim: int, ndim: int) -> NamedSharding
 
 
 def place(tree: PyTree, sharding: Any) -> PyTree:
-    """Put every array leaf of `tree` on the mesh; `sharding(leaf)` says how.
+    """Every array of `tree` put on the mesh as `sharding(leaf)` says (multi-host too).
 
-    Works in multi-process runs too (every process must pass the same values):
-    there the global array is assembled from each process's local shards.
+    With several processes (all passing the same values) the global array is
+    assembled from each process's local shards.
     """
     single = jax.process_count() == 1
 
@@ -167,17 +143,6 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     return place(tree, lambda x: replicated(mesh))
 
 
-def split_leading(tree: PyTree, mesh: Mesh, axes: Sequence[str]) -> PyTree:
-    """Every array of `tree` split along its leading axis over `axes`.
-
-    0-d arrays are replicated.
-    """
-    return place(
-        tree,
-        lambda x: along(mesh, axes, 0, x.ndim) if x.ndim else replicated(mesh),
-    )
-
-
 def gather(tree: PyTree, mesh: Mesh) -> PyTree:
     """A copy of `tree` replicated on every device (so every host can read it)."""
     return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
@@ -196,13 +161,10 @@ def constrain_leading(tree: PyTree, mesh: Mesh, axes: Sequence[str]) -> PyTree:
 
 
 class BatchShardedLoss(Loss):
-    """A loss whose batches are split over mesh axes along their batch axis.
+    """`loss` with each batched array of the batch split over the mesh axes `axes`.
 
-    Forwards every method to the wrapped loss after constraining each batched
-    array of the batch (inside jit) to be split along its batch axis, which
-    makes XLA partition the loss, and so the gradient, over the devices. Two
-    wrappers of the same loss, mesh, axes and batch axes compare equal, so
-    repeated fits share compilations.
+    XLA then partitions the loss and its gradient over the devices. Wrappers of
+    equal arguments compare equal, so repeated fits share compilations.
     """
 
     def __init__(self, loss: Loss, mesh: Mesh, axes: Sequence[str], batch_axes: PyTree):

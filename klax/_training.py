@@ -15,7 +15,6 @@ from ._loop import (
     DEFAULT_OPTIMIZER,
     HostFeeder,
     Layout,
-    check_callbacks,
     host_chunk,
     run_loop,
     train,
@@ -24,10 +23,70 @@ from ._loop import (
     with_extra_args,
 )
 from ._losses import Loss, mse
-from ._misc import check_int
+from ._misc import check_callbacks, check_int, compose_doc
 from ._trainstate import TrainingContext
 
 TModel = TypeVar("TModel", bound=eqx.Module)
+
+# Documentation shared by `run_training_loop`, `fit` and `fit_ensemble`.
+FIT_DOCS = {
+    "guard": """
+        **Non-finite guard.** An update that gives a non-finite loss or
+        non-finite parameters is rejected and training stops: the state of the
+        step before is kept, `stop_step` and `stop_reason` say at which step
+        and why, and a `RuntimeWarning` names the step.
+    """,
+    "resuming": """
+        **Resuming.** Training `N` steps and then `M` more with
+
+        ```python
+        model, hist = klax.fit(model, data, steps=N, key=key)
+        model, hist2 = klax.fit(model, data, steps=M, key=key,
+                                init_opt_state=hist.final_opt_state,
+                                batch_offset=hist.total_steps)
+        hist.extend(hist2)
+        ```
+
+        continues the same batch sequence (same `key`, skipping the batches
+        already used) and the same optimizer state, and gives the same
+        parameters as `N + M` uninterrupted steps (bit for bit on the same
+        device). Step numbers of the second run start at 0 again; `extend`
+        shifts them. The same `key` and data always give the same result.
+    """,
+    "hosts": """
+        For several hosts, call `jax.distributed.initialize()` in every
+        process, build the mesh from `jax.devices()` (all hosts' devices) and
+        run the same call, with the same data and key, in every process.
+    """,
+    "keywords": """
+        - `data`: the training data, a pytree of arrays (for the default loss
+          a pair `(x, y)`), or `None` if the loss needs no data.
+        - `batch_size`: samples per batch (at most the data size).
+        - `batch_axes`: the batch axis of the data's arrays, a prefix of
+          `data` with int or `None` leaves (see [`klax.batch_data`][]).
+        - `run_state`: passed to the loss as its third argument (may be
+          `None`).
+        - `validation_data`: data for the logged `"validation_loss"`.
+        - `steps`: the number of updates (an int >= 0).
+        - `loss`: a [`klax.Loss`][]; defaults to [`klax.mse`][].
+        - `optimizer`: an optax optimizer; defaults to `optax.adam(1e-3)`.
+        - `init_opt_state`: the optimizer state to start from (stacked, for
+          an ensemble), e.g. `history.final_opt_state` of an earlier run.
+        - `batcher`: a [`klax.Batcher`][]; defaults to [`klax.batch_data`][].
+        - `make_logger`: whether to log metrics into a [`klax.History`][].
+          With False, `metrics`, `log_every` and `verbose` have no effect and
+          the returned history is `None`.
+        - `metrics`: more [`klax.Metric`][]s to log.
+        - `log_every`: log at every step divisible by this (and at step 0).
+        - `verbose`: 0 (silent), 1 (print a line per log) or 2 (a tqdm
+          progress bar).
+        - `callbacks`: [`klax.Callback`][]s, called in order before the
+          logger.
+        - `batch_offset`: the number of batches of the sequence given by `key`
+          to skip before training; pass `history.total_steps` of the previous
+          run to resume exactly. (Keyword only argument.)
+    """,
+}
 
 
 @eqx.filter_jit
@@ -42,13 +101,11 @@ def make_step(
 ) -> tuple[list[Any], Any] | tuple[list[Any], Any, Any]:
     """One compiled training update on the flattened training state.
 
-    Computes the loss and its gradient, updates the parameters with the
-    optimizer (which receives `value`, `grad` and `value_fn` as extra
-    arguments, so line-search and value-based optimizers such as
-    `optax.lbfgs`, `optax.polyak_sgd` and `optax.contrib.reduce_on_plateau`
-    work), re-applies the model's constraints (`klax.apply`) and increments
-    the step. [`klax.fit`][] runs exactly this update, fused into a compiled
-    loop.
+    The loss and its gradient, an optimizer update (with `value`, `grad` and
+    `value_fn` as extra arguments, for line-search and value-based optimizers
+    such as `optax.lbfgs` or `optax.contrib.reduce_on_plateau`), the model's
+    constraints re-applied (`klax.apply`), the step incremented: the update
+    that [`klax.fit`][] runs, fused into a compiled loop.
 
     **Arguments:**
 
@@ -59,15 +116,15 @@ def make_step(
     - `loss`: a [`klax.Loss`][].
     - `optimizer`: an optax optimizer (wrapped with
       `optax.with_extra_args_support` if it does not take extra arguments).
-    - `return_loss`: also return the loss of `batch` before the update, the
-      value the gradient was computed with, so that a custom loop can log it
-      without evaluating the loss again. (Keyword only argument.)
+    - `return_loss`: also return the loss of `batch` before the update (the
+      one the gradient is of), for a custom loop to log. (Keyword only
+      argument.)
 
     **Returns:**
 
-    `(new_leaves, treedef)`: the flattened updated state (a list, leaf by leaf
-    comparable with `state_leaves`) and its tree definition (equal to
-    `state_treedef`). With `return_loss=True`, `(new_leaves, treedef, loss)`.
+    `(new_leaves, treedef)`: the updated state flattened (a list, leaf by leaf
+    like `state_leaves`) and its tree definition (equal to `state_treedef`);
+    with `return_loss=True`, `(new_leaves, treedef, loss)`.
 
     Example:
         >>> import equinox as eqx, jax, jax.numpy as jnp, jax.random as jr, optax
@@ -89,6 +146,7 @@ def make_step(
     return (new_leaves, treedef, value) if return_loss else (new_leaves, treedef)
 
 
+@compose_doc(guard=FIT_DOCS["guard"])
 def run_training_loop(
     context: TrainingContext, callbacks: Sequence[Callback]
 ) -> TrainingContext:
@@ -96,25 +154,18 @@ def run_training_loop(
 
     1. `on_training_start(context)` of every callback, in order.
     2. While the step is below `context.steps` and the batch generator yields:
-       one update with the next batch (the update of [`klax.make_step`][]),
-       then `on_training_step(context)` of every callback (all of them, even
-       after one requested a stop); stop if any returned a truthy value.
+       one update with the next batch (that of [`klax.make_step`][]), then
+       `on_training_step(context)` of every callback (all of them, even after
+       one requested a stop); stop if any returned a truthy value.
     3. `on_training_end(context)` of every callback.
 
     Changes callbacks make to `context.state` take effect for the following
-    updates.
+    updates. The updates between two callback calls run as one compiled loop,
+    with the batches drawn from `context.batch_generator` in order and
+    transferred a chunk at a time; a callback runs only at the steps it needs
+    (see `call_every` in [`klax.Callback`][]).
 
-    The updates between two callback calls run as one compiled loop: batches
-    are drawn from `context.batch_generator` in order, stacked and transferred
-    together. Callbacks that do not override `on_training_step` are never
-    called per step, and one with an int attribute `call_every = k` only at
-    steps divisible by `k`, so only callbacks that need every step make the
-    loop return to Python after every update (see [`klax.Callback`][]).
-
-    If an update gives a non-finite loss or non-finite parameters, it is
-    rejected and training stops: the context keeps the state of the step
-    before, `context.stop_step` and `context.stop_reason` say what happened,
-    and a `RuntimeWarning` names the step.
+    {{guard}}
 
     **Arguments:**
 
@@ -140,6 +191,7 @@ def run_training_loop(
     return context
 
 
+@compose_doc(**FIT_DOCS)
 def fit(
     model: TModel,
     data: PyTree,
@@ -164,17 +216,13 @@ def fit(
 ) -> tuple[TModel, History | None]:
     """Train `model` on `data` with an optax optimizer; returns model and history.
 
-    The updates between two points where Python code must run (the logger
-    every `log_every` steps, callbacks) are compiled into one loop, so a long
-    run costs little more than its arithmetic. The default batcher,
-    [`klax.batch_data`][], is reproduced on the device: the batches are
-    exactly those it would yield for the same key, in the same order; when a
-    batch holds every sample (`batch_size >= n`, full-batch training) each
-    step uses the data as stored instead of a shuffled copy, which changes a
-    loss over the samples only by the round-off of the summation order. Any
-    other `batcher` is drained on the host, a chunk of batches at a time, in
-    order. Each update is the one of [`klax.make_step`][], constraints
-    included.
+    The updates between two points where Python must run (the logger every
+    `log_every` steps, callbacks) are compiled into one loop. The default
+    batcher, [`klax.batch_data`][], is reproduced on the device: the batches
+    are exactly those it yields for the same key, in the same order (a full
+    batch, `batch_size >= n`, is the data as stored, which changes a loss over
+    the samples only by the round-off of the summation order). Any other
+    `batcher` is drained on the host, a chunk of batches at a time, in order.
 
     Procedure: the optimizer state is `optimizer.init` of the model's inexact
     arrays (or `init_opt_state`); constraints are applied to the model
@@ -184,72 +232,30 @@ def fit(
     that logs `"loss"` (a [`klax.BatchMetric`][] of `loss` on `data`, with
     `bkey`), `"validation_loss"` (on `validation_data` with `4 * batch_size`,
     if given) and `metrics` (a metric named like a default one replaces it).
-    Then [`klax.run_training_loop`][] semantics apply.
+    Then [`klax.run_training_loop`][] semantics apply, with each update that
+    of [`klax.make_step`][].
 
-    **Non-finite guard.** If an update gives a non-finite loss or non-finite
-    parameters, it is rejected and training stops: the returned model and
-    `history.final_opt_state` are those of the last finite step,
-    `history.stop_step` is the step of the rejected update and
-    `history.stop_reason` says why (both `None` after a normal run), and a
-    `RuntimeWarning` names the step.
+    {{guard}} The returned model and `history.final_opt_state` are then
+    those of the last finite step; `history.stop_step` and
+    `history.stop_reason` are `None` after a normal run.
 
-    **Resuming.** Training `N` steps and then `M` more with
+    {{resuming}}
 
-    ```python
-    model, hist = klax.fit(model, data, steps=N, key=key)
-    model, hist2 = klax.fit(model, data, steps=M, key=key,
-                            init_opt_state=hist.final_opt_state,
-                            batch_offset=hist.total_steps)
-    hist.extend(hist2)
-    ```
-
-    continues the same batch sequence (same `key`, skipping the batches
-    already used) and the same optimizer state, and gives the same
-    parameters as `N + M` uninterrupted steps (bit for bit on the same
-    device). Step numbers of the second run start at 0 again; `extend` shifts
-    them. The same `key` and data always give the same result.
-
-    **Several devices.** With `mesh`, training is data parallel on the mesh's
-    devices: the model and optimizer state are replicated, each batch is split
-    along its batch axis over all mesh axes (`NamedSharding`; XLA partitions
-    the loss and sums the gradient across devices), so the batch size must be
-    divisible by the number of devices. The results equal the one-device
-    results up to round-off. For several hosts, call
-    `jax.distributed.initialize()` in every process and build the mesh from
-    `jax.devices()`; every process runs the same `fit` call. To train many
-    models at once, member parallel, see [`klax.fit_ensemble`][].
+    **Several devices.** With `mesh`, training is data parallel: the model and
+    optimizer state are replicated, each batch is split along its batch axis
+    over all mesh axes (the batch size must be divisible by the number of
+    devices) and XLA sums the gradient across devices. The results equal the
+    one-device results up to round-off. {{hosts}} To train many models at
+    once, member parallel, see [`klax.fit_ensemble`][].
 
     **Arguments:**
 
     - `model`: the model (an Equinox module; may contain wrappers and
       constraints). It need not be finalized.
-    - `data`: the training data, a pytree of arrays (for the default loss a
-      pair `(x, y)`), or `None` if the loss needs no data.
-    - `batch_size`: samples per batch (at most the data size).
-    - `batch_axes`: the batch axis of the data's arrays, a prefix of `data`
-      with int or `None` leaves (see [`klax.batch_data`][]).
-    - `run_state`: passed to the loss as its third argument (may be `None`).
-    - `validation_data`: data for the logged `"validation_loss"`.
-    - `steps`: the number of updates (an int >= 0).
-    - `loss`: a [`klax.Loss`][]; defaults to [`klax.mse`][].
-    - `optimizer`: an optax optimizer; defaults to `optax.adam(1e-3)`.
-    - `init_opt_state`: the optimizer state to start from, e.g.
-      `history.final_opt_state` of an earlier run.
-    - `batcher`: a [`klax.Batcher`][]; defaults to [`klax.batch_data`][].
-    - `make_logger`: whether to log metrics into a [`klax.History`][]. With
-      False, `metrics`, `log_every` and `verbose` have no effect and the
-      returned history is `None`.
-    - `metrics`: more [`klax.Metric`][]s to log.
-    - `log_every`: log at every step divisible by this (and at step 0).
-    - `verbose`: 0 (silent), 1 (print a line per log) or 2 (a tqdm progress
-      bar).
-    - `callbacks`: [`klax.Callback`][]s, called in order before the logger.
-    - `batch_offset`: the number of batches of the sequence given by `key` to
-      skip before training; pass `history.total_steps` of the previous run to
-      resume exactly. (Keyword only argument.)
+    {{keywords}}
     - `mesh`: None (one device; the default), a `jax.sharding.Mesh`, or
-      `"all"` (a one-dimensional mesh over every device): train data
-      parallel on the mesh's devices (see above). (Keyword only argument.)
+      `"all"` (a one-dimensional mesh over every device). (Keyword only
+      argument.)
     - `key`: a JAX PRNG key for the batches. (Keyword only argument.)
 
     **Returns:**

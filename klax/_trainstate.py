@@ -1,11 +1,4 @@
-"""The state a training loop carries, and the context callbacks see.
-
-[`TrainingState`][klax.TrainingState] is the pytree one update maps to the next:
-the model, the optimizer state, a user `run_state` and the step counter.
-[`TrainingContext`][klax.TrainingContext] holds that state together with what
-does not change during a run (optimizer, loss, batches, number of steps); it is
-what callbacks and metrics receive.
-"""
+"""The state a training loop carries (`TrainingState`) and what callbacks see."""
 
 import dataclasses
 from collections.abc import Iterator
@@ -21,18 +14,17 @@ from ._losses import Loss
 
 @dataclasses.dataclass
 class TrainingState:
-    """The pytree of everything one training step updates.
+    """Everything one training step updates: a mutable dataclass, a JAX pytree.
 
-    A mutable dataclass registered as a JAX pytree; all four fields are
-    children, in the order `model`, `opt_state`, `run_state`, `step`.
+    Its children are the four fields, in this order.
 
     **Arguments:**
 
     - `model`: the model being trained (wrappers such as `klax.NonNegative`
       still in place).
     - `opt_state`: the optimizer state (`optimizer.init(params)`).
-    - `run_state`: any object the loss receives as its third argument and that
-      training carries along unchanged (may be `None`).
+    - `run_state`: the loss's third argument, carried along unchanged (may be
+      `None`).
     - `step`: the number of updates done so far, a 0-d integer JAX array.
     """
 
@@ -52,29 +44,18 @@ jax.tree_util.register_dataclass(
 class TrainingContext:
     """The training state plus everything a run keeps fixed; callbacks receive it.
 
-    The current state is `context.state`. Callbacks may change it, and the
-    change takes effect for the following updates, either by assigning a new
-    state (`context.state = dataclasses.replace(context.state, run_state=r)`)
-    or by assigning fields of the state in place (`context.state.model = m`).
-    The pytree structure must stay the same (same model layout, same optimizer
-    state layout); otherwise `ValueError` is raised.
+    Callbacks may change the current state, `context.state`, for the
+    following updates, by assigning a new one (`context.state =
+    dataclasses.replace(context.state, run_state=r)`) or its fields in place
+    (`context.state.model = m`); its pytree structure must stay the same (else
+    `ValueError`). Custom loops may use the flattened state, `_state_leaves`
+    and `_state_treedef` (what [`klax.make_step`][] takes and returns), and
+    [`update_state`][klax.TrainingContext.update_state].
 
-    Internally the state is stored flattened, as `_state_leaves` (a list) and
-    `_state_treedef`, the form [`klax.make_step`][] takes and returns; custom
-    loops may use these two and [`update_state`][klax.TrainingContext.update_state].
-
-    After a run, `stop_step` and `stop_reason` say whether the loop stopped
-    early because an update produced a non-finite loss or non-finite parameters
-    (both `None` otherwise; after [`klax.fit_ensemble`][], lists with one entry
-    per member).
+    After a run, `stop_step` and `stop_reason` say whether and why the loop
+    stopped early at a non-finite update (else `None`; after
+    [`klax.fit_ensemble`][], lists with one entry per member).
     """
-
-    optimizer: optax.GradientTransformationExtraArgs
-    loss: Loss
-    batch_generator: Iterator[PyTree]
-    steps: int
-    stop_step: int | list[int | None] | None
-    stop_reason: str | list[str | None] | None
 
     def __init__(
         self,
@@ -97,19 +78,18 @@ class TrainingContext:
         - `loss`: a [`klax.Loss`][].
         - `steps`: the total number of updates to run.
 
-        The initial state is `TrainingState(model, opt_state, run_state,
-        jnp.array(0, dtype=jnp.int32))`.
+        The state starts at step `jnp.array(0, dtype=jnp.int32)`.
         """
         if not isinstance(optimizer, optax.GradientTransformationExtraArgs):
             optimizer = optax.with_extra_args_support(optimizer)
-        self.optimizer = optimizer
+        self.optimizer: optax.GradientTransformationExtraArgs = optimizer
         self.loss = loss
         self.batch_generator = batch_generator
         self.steps = steps
-        self.stop_step = None
-        self.stop_reason = None
-        # The state is held either as a `TrainingState` object (`_state`) or,
-        # after `update_state` and until the next access of `state`, as leaves.
+        self.stop_step: int | list[int | None] | None = None
+        self.stop_reason: str | list[str | None] | None = None
+        # The state: a `TrainingState` (`_state`) or, from `update_state` to the
+        # next access of `state`, leaves.
         self._state: TrainingState | None = TrainingState(
             model, opt_state, run_state, jnp.array(0, dtype=jnp.int32)
         )
@@ -153,11 +133,7 @@ class TrainingContext:
         self._state = new_state
 
     def update_state(self, leaves: list[Any]) -> None:
-        """Replace the flattened state by `leaves` (same structure, same order).
-
-        The `TrainingState` object is rebuilt lazily on the next access of
-        `state`.
-        """
+        """Replace the flattened state by `leaves` (same structure and order)."""
         leaves = list(leaves)
         if len(leaves) != self._state_treedef.num_leaves:
             raise ValueError(

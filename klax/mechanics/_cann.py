@@ -45,7 +45,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
-from .._misc import default_floating_dtype
+from .._misc import check_real, check_scales, default_floating_dtype, describe, invalid
 from .._wrappers import Constraint, NonNegative, NonTrainable, check_finalized
 from ._baselines import AbstractIsotropicPotential
 from ._kinematics import (
@@ -140,38 +140,9 @@ def _check_terms(
     return terms
 
 
-def _positive(value: Any, name: str, owner: str) -> float:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"`{owner}({name}=...)` must be a positive number; got {value!r}."
-        ) from None
-    if not (value > 0 and np.isfinite(value)):
-        raise ValueError(
-            f"`{owner}({name}=...)` must be a positive finite number; got {value!r}."
-        )
-    return value
-
-
 def _scales(scale: Any, names: Sequence[str], owner: str) -> tuple[float, ...]:
-    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
-        scale = (scale,) * len(names)
-    try:
-        values = tuple(scale)  # pyright: ignore[reportArgumentType]
-    except TypeError:
-        raise TypeError(
-            f"`{owner}(input_scale=...)` must be a positive number or one per "
-            f"invariant ({', '.join(names)}); got {scale!r}."
-        ) from None
-    if len(values) != len(names):
-        raise ValueError(
-            f"`{owner}(input_scale=...)` needs {len(names)} value(s) (one per "
-            f"invariant {', '.join(names)}); got {scale!r}."
-        )
-    return tuple(_positive(v, "input_scale", owner) for v in values)
+    hint = f"One per invariant: {', '.join(names)}."
+    return check_scales(scale, len(names), f"`{owner}(input_scale=...)`", hint)
 
 
 # ---------------------------------------------------------------------------
@@ -308,17 +279,11 @@ def prox_lp(z: ArrayLike, t: ArrayLike, p: float = 1.0) -> Array:
 
 
 def _check_p(p: Any, owner: str) -> float:
-    try:
-        if isinstance(p, bool):
-            raise TypeError
-        p = float(p)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"`{owner}(p=...)` must be a number in (0, 1]; got {p!r}."
-        ) from None
-    if not 0.0 < p <= 1.0:
-        raise ValueError(f"`{owner}(p=...)` must lie in (0, 1]; got {p!r}.")
-    return p
+    name = f"`{owner}(p=...)`"
+    value = check_real(p, name, positive=True)
+    if value > 1.0:
+        raise invalid(name, "in (0, 1]", describe(p))
+    return value
 
 
 class SparseAdamState(NamedTuple):
@@ -560,8 +525,12 @@ class CANN(AbstractIsotropicPotential):
         self.terms = _check_terms(terms, ISOTROPIC_INVARIANTS, owner)
         self.invariants = invariants
         self.input_scale = _scales(input_scale, ISOTROPIC_INVARIANTS, owner)  # pyright: ignore[reportAttributeAccessIssue]
-        self.energy_scale = _positive(energy_scale, "energy_scale", owner)
-        self.log_limit = _positive(log_limit, "log_limit", owner)
+        self.energy_scale = check_real(
+            energy_scale, f"`{owner}(energy_scale=...)`", positive=True
+        )
+        self.log_limit = check_real(
+            log_limit, f"`{owner}(log_limit=...)`", positive=True
+        )
         self.weights, self.inner = _init_parameters(
             self.terms, self.log_limit, sparse, dtype, key
         )
@@ -668,8 +637,12 @@ class CompressibleCANN(eqx.Module):
         else:
             self.structural_tensor = None
         self.input_scale = _scales(input_scale, names, owner)
-        self.energy_scale = _positive(energy_scale, "energy_scale", owner)
-        self.log_limit = _positive(log_limit, "log_limit", owner)
+        self.energy_scale = check_real(
+            energy_scale, f"`{owner}(energy_scale=...)`", positive=True
+        )
+        self.log_limit = check_real(
+            log_limit, f"`{owner}(log_limit=...)`", positive=True
+        )
         try:
             kappa = float(bulk_modulus)
         except (TypeError, ValueError):

@@ -24,6 +24,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 from .._ensemble import ensemble_member, fit_ensemble
 from .._logging import History
 from .._losses import Loss
+from .._misc import check_int
 from .._wrappers import apply, finalize
 from ._calibration import curve_r2, residuals as stress_residuals, stress_loss
 from ._cann import (
@@ -149,8 +150,7 @@ def path_strengths(
     model: Any, data: PyTree, n: int = 16, ratio: float = 1e-4, loss: Loss = stress_loss
 ) -> np.ndarray:
     """`n` strengths log-spaced from `largest_strength(model, data)` down by `ratio`."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"`path_strengths(n=...)` must be a positive int; got {n!r}.")
+    n = check_int(n, "`path_strengths(n=...)`", minimum=1)
     if not 0 < ratio < 1:
         raise ValueError(
             f"`path_strengths(ratio=...)` must lie in (0, 1); got {ratio!r}."

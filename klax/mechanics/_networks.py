@@ -14,7 +14,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 
 from .._initializers import SupportedInitializer, hoedt_bias, hoedt_normal
-from .._misc import check_size
+from .._misc import check_widths
 from .._wrappers import NonNegative, Parameterize
 from ..nn import InputSplitLinear
 
@@ -153,14 +153,7 @@ class PartiallyMonotoneFICNN(eqx.Module):
                 "`PartiallyMonotoneFICNN(non_decreasing=...)` must be a non-empty "
                 f"list/tuple of bools; got {non_decreasing!r}."
             )
-        widths = tuple(width_sizes)
-        for k, w in enumerate(widths):
-            check_size(w, f"PartiallyMonotoneFICNN(width_sizes[{k}])")
-            if w == "scalar":
-                raise ValueError(
-                    "`PartiallyMonotoneFICNN(width_sizes=...)` must hold integers; "
-                    f"got 'scalar' at position {k}."
-                )
+        widths = check_widths(width_sizes, "PartiallyMonotoneFICNN")
         m = sum(bool(f) for f in flags)
         f = len(flags) - m
         keys = jax.random.split(key, len(widths) + 1)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._misc import check_real, check_scales, check_widths
 from .._wrappers import NonTrainable, Unwrappable, check_finalized
 from ..nn import FICNN
 from ._baselines import AbstractIsotropicPotential
@@ -43,57 +44,6 @@ from ._networks import PartiallyMonotoneFICNN
 
 Scalar = Float[Array, ""]
 Invariants = Literal["incompressible", "polyconvex", "isochoric"]
-
-
-def _check_scale(
-    scale: Any, n: int, owner: str, name: str = "input_scale"
-) -> tuple[float, ...]:
-    items: Any = (scale,) * n if isinstance(scale, (int, float)) else scale
-    try:
-        if isinstance(scale, bool):
-            raise TypeError
-        values = tuple(float(s) for s in items)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"`{owner}({name}=...)` must be a positive number or a sequence of "
-            f"{n} positive numbers; got {scale!r}."
-        ) from None
-    if len(values) != n or not all(v > 0 and v < float("inf") for v in values):
-        raise ValueError(
-            f"`{owner}({name}=...)` must be a positive number or a sequence of "
-            f"{n} positive finite numbers; got {scale!r}."
-        )
-    return values
-
-
-def _check_nonnegative(value: Any, name: str, owner: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"`{owner}({name}=...)` must be a non-negative number; got {value!r}."
-        ) from None
-    if not value >= 0:
-        raise ValueError(
-            f"`{owner}({name}=...)` must be a non-negative number; got {value!r}."
-        )
-    return value
-
-
-def _widths(width_sizes: Any, owner: str) -> tuple[int, ...]:
-    if isinstance(width_sizes, (str, bytes)) or not isinstance(width_sizes, Sequence):
-        raise TypeError(
-            f"`{owner}(width_sizes=...)` must be a list/tuple of positive ints, "
-            f"e.g. [8]; got {width_sizes!r}."
-        )
-    widths = tuple(width_sizes)
-    if not all(
-        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths
-    ):
-        raise ValueError(
-            f"`{owner}(width_sizes=...)` must hold positive ints; got {width_sizes!r}."
-        )
-    return widths
 
 
 def _growth(J: Array) -> Array:
@@ -288,16 +238,18 @@ class IncompressiblePANN(AbstractIsotropicPotential):
         self.network = FICNN(
             n,
             "scalar",
-            _widths(width_sizes, owner),
+            check_widths(width_sizes, owner, minimum=1),
             non_decreasing=True,
             activation=activation,
             dtype=dtype,
             key=key,
         )
         self.invariants = invariants
-        self.input_scale = _check_scale(input_scale, n, owner)
-        self.floor = _check_nonnegative(floor, "floor", owner)
-        self.energy_scale = _check_scale(energy_scale, 1, owner, "energy_scale")[0]
+        self.input_scale = check_scales(input_scale, n, f"`{owner}(input_scale=...)`")
+        self.floor = check_real(floor, f"`{owner}(floor=...)`")
+        self.energy_scale = check_scales(
+            energy_scale, 1, f"`{owner}(energy_scale=...)`"
+        )[0]
 
     def _energy(self, x: Array, I1: Array) -> Array:
         # `x`: the shifted inputs divided by `input_scale`.
@@ -399,13 +351,13 @@ class CompressiblePANN(eqx.Module):
         owner = "CompressiblePANN"
         self.network = PartiallyMonotoneFICNN(
             (True, True, False, False),
-            _widths(width_sizes, owner),
+            check_widths(width_sizes, owner, minimum=1),
             activation=activation,
             dtype=dtype,
             key=key,
         )
-        self.input_scale = _check_scale(input_scale, 3, owner)  # pyright: ignore[reportAttributeAccessIssue]
-        self.growth = _check_nonnegative(growth, "growth", owner)
+        self.input_scale = check_scales(input_scale, 3, f"`{owner}(input_scale=...)`")  # pyright: ignore[reportAttributeAccessIssue]
+        self.growth = check_real(growth, f"`{owner}(growth=...)`")
 
     def __call__(self, F: ArrayLike) -> Scalar:
         """Energy of one deformation gradient `F` of shape `(3, 3)` with `det F > 0`."""
@@ -505,7 +457,7 @@ class TransverselyIsotropicPANN(eqx.Module):
         )
         self.network = PartiallyMonotoneFICNN(
             flags,
-            _widths(width_sizes, owner),
+            check_widths(width_sizes, owner, minimum=1),
             activation=activation,
             dtype=dtype,
             key=key,
@@ -513,8 +465,10 @@ class TransverselyIsotropicPANN(eqx.Module):
         self.structural_tensor = NonTrainable(G)
         self.reduced = bool(reduced)
         self.polyconvex_i5 = bool(polyconvex_i5)
-        self.input_scale = _check_scale(input_scale, 4 if reduced else 5, owner)
-        self.growth = _check_nonnegative(growth, "growth", owner)
+        self.input_scale = check_scales(
+            input_scale, 4 if reduced else 5, f"`{owner}(input_scale=...)`"
+        )
+        self.growth = check_real(growth, f"`{owner}(growth=...)`")
 
     def __call__(self, F: ArrayLike) -> Scalar:
         """Energy of one deformation gradient `F` of shape `(3, 3)` with `det F > 0`."""

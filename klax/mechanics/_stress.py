@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._misc import check_callable
 from ._kinematics import (
     _cofactor,
     _det,
@@ -45,11 +46,8 @@ VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 def _check_potential(W: object, where: str) -> None:
-    if not callable(W):
-        raise TypeError(
-            f"`{where}(W, F)` expects a potential W: callable F -> scalar; got "
-            f"{type(W).__name__}."
-        )
+    expected = "a potential W: callable F -> scalar"
+    check_callable(W, f"`{where}(W, F)`'s first argument", expected)
 
 
 def _energy(W: Potential, where: str) -> Callable[[Array], Array]:
