@@ -366,46 +366,42 @@ def fit_ensemble(
 ) -> tuple[TModel, History | None]:
     """Train every member of an ensemble at once; returns ensemble and history.
 
-    The update of [`klax.fit`][] is vmapped over the members in one compiled
-    loop, so `N` members cost one compilation and one host loop. The members
-    are independent:
+    The update of [`klax.fit`][] runs vmapped over the members in one compiled
+    loop: one compilation and one host loop for `N` members. The members are
+    independent:
 
-    - **Optimizer state.** Each member has its own (`optimizer.init` of its
-      parameters, vmapped); `history.final_opt_state` holds them stacked.
-    - **Batches.** With `member_keys = jax.random.split(key, N)`, member `i`
-      trains on exactly the batches that `klax.fit(member_i, ...,
-      key=member_keys[i])` would use, so it ends (up to round-off) where that
-      single fit ends. Other batchers are called once per member, with the
-      same keys.
+    - **Optimizer state**: each member's own (`optimizer.init`, vmapped);
+      `history.final_opt_state` holds them stacked.
+    - **Batches**: with `member_keys = jax.random.split(key, N)`, member `i`
+      trains on the batches of `klax.fit(member_i, ..., key=member_keys[i])`
+      and ends (up to round-off) where that fit ends. Other batchers are
+      called once per member, with these keys.
     - **Constraints** are applied to each member after each of its updates.
-    - **Non-finite guard, per member.** An update that gives a member a
-      non-finite loss or non-finite parameters is rejected and *freezes that
-      member* at its last finite state; the others train on, and training
-      stops early only when every member is frozen. `history.stop_step` and
-      `history.stop_reason` are lists with one entry per member (`None` if
-      it trained to the end). A `RuntimeWarning` lists the frozen members.
+    - **Non-finite guard, per member**: an update that gives a member a
+      non-finite loss or parameters is rejected and *freezes that member* at
+      its last finite state; the others train on, and training stops early
+      only when all are frozen. `history.stop_step` and `history.stop_reason`
+      are lists with an entry per member (`None`: trained to the end); a
+      `RuntimeWarning` lists the frozen members.
 
-    **History.** Every logged value is a NumPy array of length `N`:
-    `history["loss"][1][k][i]` is member `i`'s loss at the `k`-th logging
-    step. The default metrics evaluate all members on the same batches (those
-    of member 0, so member 0's history equals its single fit's). With
-    `verbose`, values are shown as median (min, max) over the members. User
-    `metrics` and `callbacks` receive the context with the whole ensemble as
-    `context.state.model` (member axis first; use [`klax.ensemble_member`][]
-    or `eqx.filter_vmap`).
+    **History.** Every logged value is a NumPy array of length `N`
+    (`history["loss"][1][k][i]`: member `i` at the `k`-th log). The default
+    metrics evaluate all members on the batches of member 0 (whose history
+    equals its single fit's); `verbose` shows median (min, max). User
+    `metrics` and `callbacks` see the whole ensemble as `context.state.model`
+    (member axis first; see [`klax.ensemble_member`][]).
 
-    **Resuming** works as for `klax.fit`: pass `history.final_opt_state` as
-    `init_opt_state` and `history.total_steps` as `batch_offset` with the
+    **Resuming** works as for `klax.fit`: `init_opt_state` from
+    `history.final_opt_state`, `batch_offset` from `history.total_steps`, the
     same `key`.
 
-    **Several devices.** With `mesh`, the training is spread over the mesh's
-    devices by XLA's automatic partitioning: `shard="members"` (default)
-    splits the members over all mesh axes (their number must be divisible by
-    the number of devices); `shard="batch"` replicates the members and splits
-    each batch along its batch axis (the batch size must be divisible by the
-    number of devices); a dict such as `{"members": "m", "batch": "b"}` does
-    both on a two-dimensional mesh. The results equal the one-device results
-    up to round-off. {{hosts}}
+    **Several devices.** With `mesh`, XLA partitions the training over the
+    mesh: `shard="members"` (default) splits the members over all mesh axes
+    (their number divisible by the number of devices), `shard="batch"` each
+    batch along its batch axis (the batch size divisible by it), and a dict
+    such as `{"members": "m", "batch": "b"}` does both on a two-dimensional
+    mesh. The results equal the one-device results up to round-off.
+    {{hosts}}
 
     **Arguments:**
 
@@ -413,12 +409,11 @@ def fit_ensemble(
       not necessarily finalized.
     {{keywords}}
     - `run_state_per_member`: if True, every array of `run_state` has a
-      leading member axis of length `N`, and member `i` receives entry `i`;
-      else all members share `run_state`.
-    - `mesh`: None (default: one device), a `jax.sharding.Mesh`, or `"all"`
-      (a one-dimensional mesh over every device).
-    - `shard`: how to use the mesh: `"members"`, `"batch"` or a dict of mesh
-      axes (see above).
+      leading member axis of length `N` and member `i` gets entry `i` (else
+      the members share it).
+    - `mesh`: None (one device), a `jax.sharding.Mesh`, or `"all"` (a
+      one-dimensional mesh over every device).
+    - `shard`: `"members"`, `"batch"` or a dict of mesh axes (see above).
     - `key`: a JAX PRNG key. (Keyword only argument.)
 
     **Returns:**

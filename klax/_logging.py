@@ -1,11 +1,4 @@
-"""Logging during training: metrics, the history they fill, and the logger.
-
-A *metric* is any callable with a `name` and a `verbose` flag that takes the
-training context and returns a value. The [`MetricLogger`][klax.MetricLogger]
-callback evaluates its metrics every `log_every` steps, stores the values in a
-[`History`][klax.History] and reports the verbose ones (a printed line or a
-tqdm progress bar).
-"""
+"""Logging during training: metrics, the `History` they fill, and the logger."""
 
 import time
 import warnings
@@ -28,10 +21,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Metric(Protocol):
     """A quantity logged during training.
 
-    Any callable with a `name: str` and a `verbose: bool` attribute qualifies;
-    it is called with the training context (anything with a `state` holding
-    `model` and `run_state`) and may return any value. Metrics with
-    `verbose=True` are shown by the logger.
+    Any callable with a `name: str` and a `verbose: bool` attribute: called
+    with the training context (anything with a `state` holding `model` and
+    `run_state`), it may return any value; the logger shows verbose ones.
     """
 
     name: str
@@ -125,13 +117,12 @@ _FIELDS = "content total_time total_steps final_opt_state stop_step stop_reason"
 class History:
     """Logged metric values of a training run, with its duration and final state.
 
-    `content` maps each metric name to a tuple `(steps, values)` of two lists.
+    `content` maps each metric name to a tuple `(steps, values)` of two lists;
     `total_time` (seconds) and `total_steps` are -1.0 and -1 until a run ends;
-    `final_opt_state` is the optimizer state at the end (pass it as
-    `init_opt_state` to [`klax.fit`][] to resume). `stop_step` and
-    `stop_reason` are set when `klax.fit` stopped early because an update was
-    not finite (the step of the rejected update and why), else `None`; after
-    [`klax.fit_ensemble`][] they are lists with one such entry per member.
+    `final_opt_state` is the optimizer state at the end (`init_opt_state` to
+    resume [`klax.fit`][]); `stop_step` and `stop_reason` give the step of a
+    rejected non-finite update and why, else `None` (after
+    [`klax.fit_ensemble`][], lists with an entry per member).
 
     Example:
         >>> import klax
@@ -401,16 +392,14 @@ class MetricLogger(Callback):
             self.history.append(step, m.name, value)
             if m.verbose and self.verbose > 0:
                 parts.append(self._describe(m.name, value))
+        text = ", ".join(parts)
         if self.verbose == 1:
-            print(
-                f"Step {step:>{self.steps_str_length}}/{context.steps}: "
-                + ", ".join(parts)
-            )
+            print(f"Step {step:>{self.steps_str_length}}/{context.steps}: {text}")
         elif self.verbose == 2:
             bar = self.tqdm_bar
             if bar is None:
                 bar = self._make_bar(context)
-            bar.set_postfix_str(", ".join(parts), refresh=False)
+            bar.set_postfix_str(text, refresh=False)
             self._advance_bar(step)
             bar.refresh()  # show the new postfix with the new step count
         return None

@@ -1,14 +1,10 @@
 """The one training loop of klax, behind `run_training_loop`, `fit` and `fit_ensemble`.
 
 One update rule, `train_step`. The host loop (`run_loop`) calls the callbacks
-in Python and in between runs as many updates as possible in one compiled call
-(`_run_chunk`). The state may carry a leading *member* axis (an ensemble): the
-update is then vmapped, and a non-finite update freezes only its member.
-
-Batches come from a *feeder*: `DeviceFeeder` reproduces `klax.batch_data` on
-the device (permutation tables drawn with its key schedule, each batch
-gathered in the loop); `HostFeeder` stacks a chunk of the batches of any
-iterator and transfers them at once.
+and in between runs as many updates as possible in one compiled call
+(`_run_chunk`), vmapped over a leading *member* axis for an ensemble. Batches
+come from a feeder: `DeviceFeeder` reproduces `klax.batch_data` on the device,
+`HostFeeder` stacks and transfers a chunk of any iterator's batches.
 """
 
 import functools as ft
@@ -150,11 +146,11 @@ class _Stacked(eqx.Module):
 
 
 class Layout(eqx.Module):
-    """Static layout of a run: whether there is a member axis, and the devices.
+    """How a run is laid out (static): members, run-state axis, mesh, member axes.
 
-    `members`: None (one model) or the number of members. `run_state_axis`: 0
-    if every array of the run state has a member axis. `mesh`, `member_axes`:
-    the mesh (or None) and its axes the members are split over (or None).
+    `members` is None for one model, `member_axes` (the mesh axes splitting the
+    members) if they are not split; `run_state_axis` is 0 if the run state has
+    a member axis.
     """
 
     members: int | None = eqx.field(static=True, default=None)
@@ -495,15 +491,6 @@ class HostFeeder:
         pass
 
 
-def _next_stop(step: int, periods: Sequence[int | None], steps: int) -> int:
-    """The first step after `step` at which some callback must run (or `steps`)."""
-    stop = steps
-    for period in periods:
-        if period is not None:
-            stop = min(stop, (step // period + 1) * period)
-    return stop
-
-
 def run_loop(
     context: TrainingContext,
     callbacks: Sequence[Any],
@@ -527,7 +514,9 @@ def run_loop(
             context.state.step = jnp.asarray(step, dtype=jnp.int32)
         if step >= context.steps:
             break
-        chunk = feeder.chunk(_next_stop(step, periods, context.steps) - step)
+        # Run up to the next step at which some callback must run.
+        stops = [(step // p + 1) * p for p in periods if p is not None]
+        chunk = feeder.chunk(min([context.steps, *stops]) - step)
         if chunk is None:  # the batch iterator is exhausted
             break
         sampler, shared, own, count = chunk

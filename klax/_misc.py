@@ -32,11 +32,11 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 def compose_doc(**parts: str) -> Callable[[Any], Any]:
-    """Decorator: replace each `{{name}}` of the docstring by `parts[name]`.
+    """Decorator: fill the docstring's placeholders (names in double braces).
 
-    For documentation that several functions share, written once; its lines
-    are indented like the line of the placeholder. The API reference shows
-    the composed text (`docs/hooks/griffe_composed_docs.py`).
+    `parts[name]` replaces the placeholder of `name`, indented like its line:
+    documentation that several functions share, written once. The API
+    reference shows the composed text (`docs/hooks/griffe_composed_docs.py`).
     """
 
     def decorate(func: Any) -> Any:
@@ -224,6 +224,18 @@ def static_size(size: int | Literal["scalar"]) -> int | Literal["scalar"]:
     if isinstance(size, (str, int)):
         return size
     return operator.index(size)
+
+
+def check_axes(mesh: Any, axes: Any, where: str) -> tuple[str, ...]:
+    """Validate names of axes of `mesh` (one name or a sequence of names)."""
+    names = (axes,) if isinstance(axes, str) else tuple(axes)
+    unknown = [a for a in names if a not in mesh.axis_names]
+    if unknown or not names or not all(isinstance(a, str) for a in names):
+        expected = f"axes of the mesh, which has axes {mesh.axis_names}"
+        raise invalid(f"`{where}`", expected, repr(axes), verb="name")
+    if len(set(names)) != len(names):
+        raise invalid(f"`{where}`", "distinct mesh axes", repr(axes))
+    return names
 
 
 def check_loss_and_optimizer(loss: Any, optimizer: Any, where: str) -> None:

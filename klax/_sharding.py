@@ -19,7 +19,7 @@ from jaxtyping import PyTree
 
 from ._datahandler import broadcast_and_get_size
 from ._losses import Loss
-from ._misc import describe, invalid, is_none
+from ._misc import check_axes, describe, invalid, is_none
 
 
 def resolve_mesh(mesh: Any, where: str) -> Mesh | None:
@@ -42,18 +42,6 @@ def resolve_mesh(mesh: Any, where: str) -> Mesh | None:
     if tuple(getattr(mesh, "axis_types", auto)) == auto:
         return mesh
     return Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
-
-
-def check_axes(mesh: Mesh, axes: Any, where: str) -> tuple[str, ...]:
-    """Validate mesh axis names (one name or a sequence of names)."""
-    names = (axes,) if isinstance(axes, str) else tuple(axes)
-    unknown = [a for a in names if a not in mesh.axis_names]
-    if unknown or not names or not all(isinstance(a, str) for a in names):
-        expected = f"axes of the mesh, which has axes {mesh.axis_names}"
-        raise invalid(f"`{where}`", expected, repr(axes), verb="name")
-    if len(set(names)) != len(names):
-        raise invalid(f"`{where}`", "distinct mesh axes", repr(axes))
-    return names
 
 
 def shard_plan(
@@ -83,17 +71,16 @@ def shard_plan(
     else:
         raise invalid(name, expected, describe(shard), error=TypeError)
     member_axes = plan.get("members")
-    if member_axes is not None:
-        devices = axes_size(mesh, member_axes)
-        if members % devices:
-            raise invalid(
-                f"An ensemble of {members} members cannot be split evenly over the "
-                f"{devices} devices of the mesh axes {member_axes}: the number of "
-                "members",
-                f"divisible by {devices}",
-                str(members),
-                'Use such a number of members, or shard="batch".',
-            )
+    devices = 1 if member_axes is None else axes_size(mesh, member_axes)
+    if members % devices:
+        raise invalid(
+            f"An ensemble of {members} members cannot be split evenly over the "
+            f"{devices} devices of the mesh axes {member_axes}: the number of "
+            "members",
+            f"divisible by {devices}",
+            str(members),
+            'Use such a number of members, or shard="batch".',
+        )
     return member_axes, plan.get("batch")
 
 

@@ -47,11 +47,11 @@ FIT_DOCS = {
         hist.extend(hist2)
         ```
 
-        continues the same batch sequence (same `key`, skipping the batches
-        already used) and the same optimizer state, and gives the same
-        parameters as `N + M` uninterrupted steps (bit for bit on the same
-        device). Step numbers of the second run start at 0 again; `extend`
-        shifts them. The same `key` and data always give the same result.
+        continues the batch sequence (same `key`, used batches skipped) and
+        the optimizer state: the parameters equal those of `N + M`
+        uninterrupted steps (bit for bit on the same device; a run depends only
+        on `key` and data). The second run's steps start at 0; `extend` shifts
+        them.
     """,
     "hosts": """
         For several hosts, call `jax.distributed.initialize()` in every
@@ -109,9 +109,8 @@ def make_step(
 
     **Arguments:**
 
-    - `state_leaves`: the leaves of a [`klax.TrainingState`][], as from
+    - `state_leaves`, `state_treedef`: a [`klax.TrainingState`][] flattened,
       `jax.tree.flatten(state)`.
-    - `state_treedef`: its tree definition.
     - `batch`: the batch handed to the loss.
     - `loss`: a [`klax.Loss`][].
     - `optimizer`: an optax optimizer (wrapped with
@@ -160,10 +159,9 @@ def run_training_loop(
     3. `on_training_end(context)` of every callback.
 
     Changes callbacks make to `context.state` take effect for the following
-    updates. The updates between two callback calls run as one compiled loop,
-    with the batches drawn from `context.batch_generator` in order and
-    transferred a chunk at a time; a callback runs only at the steps it needs
-    (see `call_every` in [`klax.Callback`][]).
+    updates. The updates between two callback calls run as one compiled loop
+    (batches transferred a chunk at a time); a callback runs only at the steps
+    it needs (see `call_every` in [`klax.Callback`][]).
 
     {{guard}}
 
@@ -217,36 +215,34 @@ def fit(
     """Train `model` on `data` with an optax optimizer; returns model and history.
 
     The updates between two points where Python must run (the logger every
-    `log_every` steps, callbacks) are compiled into one loop. The default
-    batcher, [`klax.batch_data`][], is reproduced on the device: the batches
-    are exactly those it yields for the same key, in the same order (a full
-    batch, `batch_size >= n`, is the data as stored, which changes a loss over
-    the samples only by the round-off of the summation order). Any other
-    `batcher` is drained on the host, a chunk of batches at a time, in order.
+    `log_every` steps, callbacks) run as one compiled loop. The batches of the
+    default batcher, [`klax.batch_data`][], are drawn on the device, exactly
+    those it yields for the same key (a full batch, `batch_size >= n`, is the
+    data as stored: a loss over the samples changes only by round-off); any
+    other `batcher` is drained on the host, a chunk at a time, in order.
 
     Procedure: the optimizer state is `optimizer.init` of the model's inexact
-    arrays (or `init_opt_state`); constraints are applied to the model
-    (`klax.apply`); `bkey, key = jr.split(key)` and the batches come from
-    `batcher(data, batch_size, batch_axes, key=bkey)`; the callbacks run in
-    the given order, followed by a [`klax.MetricLogger`][] (if `make_logger`)
-    that logs `"loss"` (a [`klax.BatchMetric`][] of `loss` on `data`, with
-    `bkey`), `"validation_loss"` (on `validation_data` with `4 * batch_size`,
-    if given) and `metrics` (a metric named like a default one replaces it).
-    Then [`klax.run_training_loop`][] semantics apply, with each update that
-    of [`klax.make_step`][].
+    arrays (or `init_opt_state`); constraints are applied (`klax.apply`);
+    `bkey, key = jr.split(key)` and the batches come from `batcher(data,
+    batch_size, batch_axes, key=bkey)`; the callbacks run in order, then a
+    [`klax.MetricLogger`][] (if `make_logger`) logging `"loss"` (a
+    [`klax.BatchMetric`][] of `loss` on `data`, with `bkey`),
+    `"validation_loss"` (on `validation_data`, `4 * batch_size`, if given) and
+    `metrics` (replacing a default one of the same name). Then
+    [`klax.run_training_loop`][] semantics apply, each update that of
+    [`klax.make_step`][].
 
-    {{guard}} The returned model and `history.final_opt_state` are then
-    those of the last finite step; `history.stop_step` and
-    `history.stop_reason` are `None` after a normal run.
+    {{guard}} The returned model and `history.final_opt_state` are those of
+    the last finite step (`history.stop_step` and `stop_reason` are `None`
+    after a normal run).
 
     {{resuming}}
 
     **Several devices.** With `mesh`, training is data parallel: the model and
-    optimizer state are replicated, each batch is split along its batch axis
-    over all mesh axes (the batch size must be divisible by the number of
-    devices) and XLA sums the gradient across devices. The results equal the
-    one-device results up to round-off. {{hosts}} To train many models at
-    once, member parallel, see [`klax.fit_ensemble`][].
+    optimizer state are replicated and each batch is split along its batch
+    axis over all mesh axes (the batch size divisible by the number of
+    devices). The results equal the one-device results up to round-off.
+    {{hosts}} For many models at once, see [`klax.fit_ensemble`][].
 
     **Arguments:**
 

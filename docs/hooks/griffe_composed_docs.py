@@ -1,7 +1,7 @@
 """Griffe extension: document the docstring a function has at runtime.
 
-Some klax docstrings are composed when the module is imported: a placeholder
-such as `{{keywords}}` stands for text shared by several functions (the keyword
+Some klax docstrings are composed when the module is imported: a placeholder,
+a name in double braces, stands for text shared by several functions (the keyword
 arguments that `klax.fit` and `klax.fit_ensemble` have in common), filled in
 by `klax._misc.compose_doc`. Griffe reads docstrings from the source, where
 only the placeholder is. For an object whose docstring holds such a
