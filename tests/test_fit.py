@@ -1,5 +1,7 @@
 """Tests of klax.fit: spec behaviour, fused == per-step, guard, resume, keys."""
 
+import inspect
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -652,3 +654,15 @@ def test_table_epochs():
     assert _loop.table_epochs(10, 1, 10**9) == _loop._TABLE_STEPS
     assert _loop.table_epochs(1000, 1, 10**9, members=8) == 2**22 // (8 * 1000)
     assert _loop.table_epochs(10**6, 1, 10**9, members=8) == 2  # the floor
+
+
+@pytest.mark.parametrize("func", [klax.fit, klax.fit_ensemble, klax.run_training_loop])
+def test_shared_documentation_is_filled_in(func):
+    # fit and fit_ensemble share their keyword documentation (written once and
+    # filled into both docstrings): every parameter is documented, no
+    # placeholder is left.
+    doc = inspect.getdoc(func)
+    assert doc is not None and "{{" not in doc
+    for name in inspect.signature(func).parameters:
+        assert f"- `{name}`" in doc, name
+    assert "**Non-finite guard" in doc
