@@ -6,9 +6,13 @@ displacement field), in float64:
 
 (a) `felupe.NeoHooke(mu)`, FElupe's own isochoric neo-Hooke (NumPy, evaluated
     in chunks of cells), the baseline;
-(b) `klax.mechanics.FElupeMaterial(IncompressiblePANN([8, 8]))`: stress and
-    tangent by JAX automatic differentiation, one jitted call over all points
-    (the material that `felupe_material` wraps).
+(b) `klax.mechanics.FElupeMaterial(IncompressiblePANN([8, 8]))`: the
+    material that `felupe_material` wraps; for this isotropic potential the
+    closed-form route (AD of the energy in its invariants, closed-form
+    invariant derivatives), one jitted call over all points;
+(c) the same material forced onto the AD route through `F` (stress by
+    `jax.grad`, tangent by `jax.jacfwd` of it: what anisotropic potentials
+    and user functions get), for comparison.
 
 Timed: (1) the stress `gradient(x)` plus the tangent `hessian(x)` at every
 quadrature point; (2) one full Newton iteration of the nearly-incompressible
@@ -17,9 +21,10 @@ residual vector and of the stiffness matrix, and the sparse solve. The first
 klax call (compilation) is timed separately. Steady state: in each of R rounds
 every contender runs in turn (interleaved, so drifts of a shared machine hit
 all alike). Reported: min / median / max over rounds of each, and of the
-per-round ratio (b)/(a). Target: median ratio of (1) <= 3.
+per-round ratios (b)/(a) and (c)/(a). Target: median ratio (b)/(a) of (1) <= 3.
 
-Run: `python benchmarks/fe.py [--quick]` (needs `pip install "klax[fe]"`).
+Run: `python benchmarks/fe.py [--quick] [--rounds R] [--skip-newton]` (needs
+`pip install "klax[fe]"`).
 """
 
 import argparse
@@ -39,9 +44,9 @@ def stats(values):
     return f"{min(values):9.4f} {statistics.median(values):9.4f} {max(values):9.4f}"
 
 
-def main(quick: bool) -> None:
+def main(quick: bool, rounds: int | None, skip_newton: bool) -> None:
     cells = 8 if quick else 24
-    rounds = 3 if quick else 7
+    rounds = rounds or (3 if quick else 7)
     newton_rounds = 2
     mesh = fem.Cube(n=cells + 1)
     region = fem.RegionHexahedron(mesh)
@@ -69,6 +74,9 @@ def main(quick: bool) -> None:
         )
         mu = float(pann.initial_shear_modulus())
     ours = km.FElupeMaterial(pann)
+    assert ours.closed_form
+    ad_route = km.FElupeMaterial(pann)
+    ad_route.closed_form = False
     theirs = fem.NeoHooke(mu=mu)
 
     start = time.perf_counter()
@@ -77,9 +85,13 @@ def main(quick: bool) -> None:
     start = time.perf_counter()
     ours.hessian(x)
     compile_hessian = time.perf_counter() - start
+    start = time.perf_counter()
+    ad_route.gradient(x)
+    ad_route.hessian(x)
+    compile_ad = time.perf_counter() - start
     print(
         f"klax compilation (first call): stress {compile_gradient:.2f} s, "
-        f"tangent {compile_hessian:.2f} s"
+        f"tangent {compile_hessian:.2f} s; AD route, both: {compile_ad:.2f} s"
     )
 
     def material(umat):
@@ -88,21 +100,31 @@ def main(quick: bool) -> None:
         umat.hessian(x)
         return time.perf_counter() - start
 
-    times = {"felupe NeoHooke": [], "klax PANN [8, 8]": []}
-    ratios = []
+    contenders = {
+        "(a) felupe NeoHooke": theirs,
+        "(b) klax PANN [8, 8]": ours,
+        "(c) klax, AD route": ad_route,
+    }
+    times = {name: [] for name in contenders}
     material(theirs)
     for _ in range(rounds):
-        a = material(theirs)
-        b = material(ours)
-        times["felupe NeoHooke"].append(a)
-        times["klax PANN [8, 8]"].append(b)
-        ratios.append(b / a)
+        for name, umat in contenders.items():
+            times[name].append(material(umat))
     print(
         "\n(1) stress + tangent at every quadrature point, seconds (min / median / max)"
     )
     for name, values in times.items():
-        print(f"  {name:<20} {stats(values)}")
-    print(f"  ratio (b)/(a)        {stats(ratios)}   (target: median <= 3)")
+        print(f"  {name:<22} {stats(values)}")
+    base = times["(a) felupe NeoHooke"]
+    for label, name in (
+        ("(b)/(a)", "(b) klax PANN [8, 8]"),
+        ("(c)/(a)", "(c) klax, AD route"),
+    ):
+        ratios = [t / b for t, b in zip(times[name], base, strict=True)]
+        note = "   (target: median <= 3)" if label == "(b)/(a)" else ""
+        print(f"  ratio {label}          {stats(ratios)}{note}")
+    if skip_newton:
+        return
 
     # (2) One Newton iteration of the nearly-incompressible solid.
     bulk = 5000.0 * mu
@@ -110,8 +132,12 @@ def main(quick: bool) -> None:
     dof0, dof1 = fem.dof.partition(field, boundaries)
     ext0 = fem.dof.apply(field, boundaries, dof0)
     solids = {
-        "felupe NeoHooke": fem.SolidBodyNearlyIncompressible(theirs, field, bulk=bulk),
-        "klax PANN [8, 8]": fem.SolidBodyNearlyIncompressible(ours, field, bulk=bulk),
+        "(a) felupe NeoHooke": fem.SolidBodyNearlyIncompressible(
+            theirs, field, bulk=bulk
+        ),
+        "(b) klax PANN [8, 8]": fem.SolidBodyNearlyIncompressible(
+            ours, field, bulk=bulk
+        ),
     }
 
     def newton_iteration(solid):
@@ -149,4 +175,9 @@ def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small mesh")
-    main(parser.parse_args().quick)
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of (1)")
+    parser.add_argument(
+        "--skip-newton", action="store_true", help="time only (1), not the iteration"
+    )
+    args = parser.parse_args()
+    main(args.quick, args.rounds, args.skip_newton)

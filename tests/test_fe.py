@@ -20,6 +20,7 @@ and quarter plates with 8 to 128 elements. What is checked:
   converges under mesh refinement.
 """
 
+import functools
 import subprocess
 import sys
 
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from _geometry import random_F, rotation
 
 import klax
 import klax.mechanics as km
@@ -44,21 +46,8 @@ TRAIN = ["uniaxial", "equibiaxial"]
 FIBRE = np.array([1.0, 2.0, 0.5]) / np.linalg.norm([1.0, 2.0, 0.5])
 
 
-def rotation(v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    angle = np.linalg.norm(v)
-    k = v / angle
-    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
-
-
-def random_F(rng, n) -> np.ndarray:
-    """`n` admissible deformation gradients `R U` with stretches in [0.6, 1.8]."""
-    out = np.empty((n, 3, 3))
-    for i in range(n):
-        R, V = rotation(rng.normal(size=3)), rotation(rng.normal(size=3))
-        out[i] = R @ (V * rng.uniform(0.6, 1.8, size=3)[None, :]) @ V.T
-    return out
+# Stretches of `U` in [0.6, 1.8].
+random_F = functools.partial(random_F, low=0.6, high=1.8)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +112,14 @@ def potentials():
 # ---------------------------------------------------------------------------
 # The material protocol
 
+CLOSED_FORM = {
+    "IncompressiblePANN",
+    "CompressiblePANN",
+    "NeoHooke",
+    "MooneyRivlin",
+    "VolumetricPenalty",
+}
+
 
 @pytest.mark.parametrize("name", list(potentials()))
 def test_stress_and_tangent_equal_klax_ad(name):
@@ -140,6 +137,9 @@ def test_stress_and_tangent_equal_klax_ad(name):
     P_ref = np.asarray(jax.jit(jax.vmap(lambda F: km.first_piola(W, F)))(Fs))
     P_fe = np.moveaxis(P, (2, 3), (0, 1)).reshape(6, 3, 3)
     np.testing.assert_allclose(P_fe, P_ref, rtol=0, atol=1e-12 * np.max(np.abs(P_ref)))
+    # Isotropic klax potentials use the closed-form invariant derivatives
+    # (compared with AD's second derivative in the next test).
+    assert umat.closed_form == (name in CLOSED_FORM)
     # The tangent against central differences of the stress, in random directions.
     dF = rng.normal(size=F.shape)
     h = 1e-6
@@ -151,6 +151,62 @@ def test_stress_and_tangent_equal_klax_ad(name):
     np.testing.assert_allclose(
         A, np.transpose(A, (2, 3, 0, 1, 4, 5)), atol=1e-10 * scale
     )
+
+
+def test_closed_form_equals_ad_second_derivative():
+    # One potential per route of the closed form: an isochoric potential's
+    # `isotropic_energy` (with a neo-Hookean floor) under a penalty, a
+    # CompressiblePANN's lifted energy, a CANN on the polyconvex input set.
+    keys = iter(jr.split(jr.key(3), 3))
+    pann = km.IncompressiblePANN([4], input_scale=2.0, floor=0.05, key=next(keys))
+    cases = [
+        km.VolumetricPenalty(klax.finalize(pann), 30.0),
+        klax.finalize(km.CompressiblePANN([4], key=next(keys))),
+        km.VolumetricPenalty(
+            klax.finalize(km.CANN(invariants="polyconvex", key=next(keys))), 30.0
+        ),
+    ]
+    # Stretches in the domain of the CANN's log and exp terms.
+    Fs = random_F(np.random.default_rng(4), 8, low=0.8, high=1.25)
+    F = np.moveaxis(Fs, 0, -1)[..., None]
+    for W in cases:
+        umat = km.FElupeMaterial(W)
+        assert umat.closed_form
+        P, _ = umat.gradient([F, None])
+        (A,) = umat.hessian([F, None])
+        P_ref = np.asarray(jax.jit(jax.vmap(jax.grad(W)))(jnp.asarray(Fs)))
+        A_ref = np.asarray(jax.jit(jax.vmap(jax.hessian(W)))(jnp.asarray(Fs)))
+        np.testing.assert_allclose(
+            np.moveaxis(P[..., 0], -1, 0), P_ref, atol=1e-12 * np.max(np.abs(P_ref))
+        )
+        np.testing.assert_allclose(
+            np.moveaxis(A[..., 0], -1, 0), A_ref, atol=1e-12 * np.max(np.abs(A_ref))
+        )
+
+
+class _NotIsochoric(km.NeoHooke):
+    """An isotropic subclass whose energy is not its invariant form off J = 1."""
+
+    def __call__(self, F):
+        return super().__call__(F) + 3.0 * (jnp.linalg.det(F) - 1.0) ** 2
+
+
+def test_closed_form_is_checked_and_falls_back_to_ad():
+    W = _NotIsochoric(0.4)
+    umat = km.FElupeMaterial(W)
+    assert not umat.closed_form  # the check at J != 1 caught it
+    Fs = random_F(np.random.default_rng(5), 4)
+    P, _ = umat.gradient([np.moveaxis(Fs, 0, -1)[..., None], None])
+    P_ref = np.asarray(jax.vmap(jax.grad(W))(jnp.asarray(Fs)))
+    np.testing.assert_allclose(np.moveaxis(P[..., 0], -1, 0), P_ref, atol=1e-12)
+    assert km.FElupeMaterial(km.NeoHooke(0.4)).closed_form
+
+
+def test_closed_form_rejects_an_inverted_element():
+    umat = km.FElupeMaterial(km.VolumetricPenalty(km.NeoHooke(0.4), 50.0))
+    F = np.eye(3)[..., None, None] * np.array([1.0, -1.0])[None, None, :, None]
+    with pytest.raises(Exception, match="J = det F > 0"):
+        umat.hessian([F, None])
 
 
 def test_padded_sizes_are_few_and_whole_chunks():

@@ -19,6 +19,7 @@ import jax.random as jr
 import numpy as np
 import optax
 import pytest
+from _geometry import random_F, rotation
 from hypothesis import given
 
 import klax
@@ -36,25 +37,7 @@ SCALE = (55.0, 386.0)  # Treloar ranges of Ī1 − 3, Ī2 − 3
 FIBRE = np.array([0.6, 0.0, 0.8])
 
 
-def rotation(v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    angle = np.linalg.norm(v)
-    if angle < 1e-12:
-        return np.eye(3)
-    k = v / angle
-    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
-
-
-def random_F(rng, n, unimodular=False, low=0.6, high=1.6):
-    out = np.empty((n, 3, 3))
-    for i in range(n):
-        R, V = rotation(rng.normal(size=3)), rotation(rng.normal(size=3))
-        ev = rng.uniform(low, high, size=3)
-        if unimodular:
-            ev = ev / np.prod(ev) ** (1 / 3)
-        out[i] = R @ (V * ev[None, :]) @ V.T
-    return out
+random_F = functools.partial(random_F, low=0.6, high=1.6)
 
 
 def randomise(model, key, inner_fraction=0.95):

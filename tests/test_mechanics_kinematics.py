@@ -6,11 +6,11 @@ differences with step 1e-6.
 """
 
 import equinox as eqx
-import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _geometry import deformations, vectors
 from hypothesis import given
 
 import klax.mechanics as km
@@ -20,31 +20,6 @@ import klax.mechanics as km
 def _x64():
     with jax.enable_x64(True):
         yield
-
-
-def rotation(v) -> np.ndarray:
-    """Rotation matrix of the rotation vector `v` (Rodrigues)."""
-    v = np.asarray(v, dtype=np.float64)
-    angle = np.linalg.norm(v)
-    if angle < 1e-12:
-        return np.eye(3)
-    k = v / angle
-    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
-
-
-vectors = st.lists(st.floats(-3.0, 3.0), min_size=3, max_size=3)
-stretches = st.lists(st.floats(0.5, 2.0), min_size=3, max_size=3)
-
-
-@st.composite
-def deformations(draw, unimodular=False):
-    """F = R U with U symmetric positive definite, eigenvalues in [0.5, 2]."""
-    R, V = rotation(draw(vectors)), rotation(draw(vectors))
-    ev = np.array(draw(stretches))
-    if unimodular:
-        ev = ev / np.prod(ev) ** (1 / 3)
-    return R @ (V * ev[None, :]) @ V.T
 
 
 def neo_hooke_compressible(F):

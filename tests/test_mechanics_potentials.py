@@ -11,13 +11,13 @@ differences. The functions under test are compiled once per model structure
 from typing import Any
 
 import equinox as eqx
-import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
 import pytest
+from _geometry import deformations, random_F, rotation, vectors
 from hypothesis import given
 
 import klax
@@ -34,38 +34,6 @@ KEYS = (0, 1, 2)
 LAMBDAS = np.array([0.5, 0.7, 0.9, 1.0, 1.1, 1.5, 2.5, 4.0, 7.0])
 FIBRE = np.array([0.6, 0.0, 0.8])
 SCALE = (55.0, 7660.0)  # the Treloar input scales of klax-calibrate
-
-
-def rotation(v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    angle = np.linalg.norm(v)
-    if angle < 1e-12:
-        return np.eye(3)
-    k = v / angle
-    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
-
-
-def random_F(rng, n, unimodular=False, low=0.5, high=2.0):
-    """`F = R U`, `U` symmetric positive definite with eigenvalues in [low, high]."""
-    out = np.empty((n, 3, 3))
-    for i in range(n):
-        R, V = rotation(rng.normal(size=3)), rotation(rng.normal(size=3))
-        ev = rng.uniform(low, high, size=3)
-        if unimodular:
-            ev = ev / np.prod(ev) ** (1 / 3)
-        out[i] = R @ (V * ev[None, :]) @ V.T
-    return out
-
-
-vectors = st.lists(st.floats(-3.0, 3.0), min_size=3, max_size=3)
-stretches = st.lists(st.floats(0.5, 2.0), min_size=3, max_size=3)
-
-
-@st.composite
-def deformations(draw):
-    R, V = rotation(draw(vectors)), rotation(draw(vectors))
-    return R @ (V * np.array(draw(stretches))[None, :]) @ V.T
 
 
 def perturb(model, key, size=0.5):

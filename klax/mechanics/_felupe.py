@@ -3,10 +3,12 @@
 [`felupe_material`][klax.mechanics.felupe_material] turns any klax potential
 `W(F)` into a FElupe constitutive material: the first Piola–Kirchhoff stress
 `P = ∂W/∂F` and the tangent `A = ∂P/∂F` come from JAX automatic
-differentiation, in one jitted, vectorised call over all quadrature points and
-cells, in float64. [`fe_uniaxial_check`][klax.mechanics.fe_uniaxial_check]
-runs a finite-element cube in uniaxial tension with such a material and
-compares the reaction force with klax's homogeneous load case.
+differentiation (for isotropic potentials, of the energy as a function of its
+invariants, combined with the closed-form derivatives of the invariants), in
+one jitted, vectorised call over all quadrature points and cells, in float64.
+[`fe_uniaxial_check`][klax.mechanics.fe_uniaxial_check] runs a finite-element
+cube in uniaxial tension with such a material and compares the reaction force
+with klax's homogeneous load case.
 
 FElupe is an optional dependency (`pip install "klax[fe]"`); it is imported
 only when one of these functions is called.
@@ -24,7 +26,9 @@ from jaxtyping import Array
 
 from .._wrappers import finalize
 from ._baselines import AbstractIsotropicPotential, Ogden, VolumetricPenalty
+from ._kinematics import _cofactor, _det
 from ._loadcases import compressible_load_case, nominal_stress_11
+from ._potentials import CompressiblePANN
 from ._stress import _energy
 
 INSTALL_HINT = 'pip install "klax[fe]"'
@@ -58,35 +62,226 @@ def _as_float64(tree: Any) -> Any:
 
 # The potential is an argument (not a closure), so that equinox.filter_jit
 # compiles once per model structure and batch size, whatever the parameters.
-# Inside the one compiled call the points are processed in vectorised chunks
-# (`jax.lax.map` with a batch size): the intermediates of the AD passes then
-# stay in the CPU caches, which is several times faster for large meshes.
+# Inside the one compiled call the points are processed in blocks of `BLOCK`
+# (a `fori_loop` writing into the output in place), vectorised within a block
+# with the point axis last: the intermediates then stay in the CPU caches and
+# the innermost loops run over points (SIMD), not over tensor indices of
+# length 3; no transpose of the output is needed. Measured on 110,592 points:
+# about 1.3x (AD path) to 1.6x (closed form) faster than blocks of 2048 with
+# the point axis first. The number of points is padded to a multiple of
+# `CHUNK` (see `padded_size`), itself a multiple of `BLOCK`.
 CHUNK = 2048
+BLOCK = 512
 
 
-def _pointwise(function: Callable[[Array], Array], F: Array, axis: int) -> Array:
-    points = jnp.moveaxis(F, 2, 0)
-    if points.shape[0] <= CHUNK:  # one chunk: no loop to compile
-        values = jax.vmap(function)(points)
-    else:  # a multiple of CHUNK (`padded_size`): no remainder to compile
-        values = jax.lax.map(function, points, batch_size=CHUNK)
-    return jnp.moveaxis(values, 0, axis)
+def _pointwise(function: Callable[[Array], Array], F: Array) -> Array:
+    """`function` of every point of `F` (shape `(3, 3, n)`), the point axis
+    last: `(*shape, n)`; in blocks if `n` is a multiple of `BLOCK`."""
+    n = F.shape[-1]
+    blockwise = jax.vmap(function, in_axes=2, out_axes=-1)
+    if n % BLOCK or n == BLOCK:
+        return blockwise(F)
+    shape = jax.eval_shape(function, F[:, :, 0])
+
+    def body(i, out):
+        values = blockwise(jax.lax.dynamic_slice_in_dim(F, i * BLOCK, BLOCK, axis=2))
+        return jax.lax.dynamic_update_slice_in_dim(
+            out, values, i * BLOCK, axis=out.ndim - 1
+        )
+
+    out = jnp.zeros((*shape.shape, n), shape.dtype)
+    return jax.lax.fori_loop(0, n // BLOCK, body, out)
 
 
 @eqx.filter_jit
 def _energies(potential: Callable[..., Any], F: Array) -> Array:
-    return _pointwise(_energy(potential, "felupe_material"), F, 0)
+    return _pointwise(_energy(potential, "felupe_material"), F)
 
 
 @eqx.filter_jit
 def _stresses(potential: Callable[..., Any], F: Array) -> Array:
-    return _pointwise(jax.grad(_energy(potential, "felupe_material")), F, 2)
+    return _pointwise(jax.grad(_energy(potential, "felupe_material")), F)
 
 
 @eqx.filter_jit
 def _tangents(potential: Callable[..., Any], F: Array) -> Array:
     energy = _energy(potential, "felupe_material")
-    return _pointwise(jax.jacfwd(jax.grad(energy)), F, 4)
+    return _pointwise(jax.jacfwd(jax.grad(energy)), F)
+
+
+# ---------------------------------------------------------------------------
+# The closed-form path for isotropic potentials
+#
+# An isotropic potential is a function ψ(z) of z = (I1, I2, J) with I1 = F:F,
+# I2 = cof F:cof F and J = det F. Its stress and tangent are
+#     P = Σ_a ψ_a G_a,   A = Σ_ab ψ_ab G_a ⊗ G_b + Σ_a ψ_a ∂G_a/∂F,
+# with the invariant derivatives G_a = ∂z_a/∂F written out below, so that AD
+# differentiates only ψ, a function of two or three scalars, instead of
+# nine directions through F. With A[i, J, k, L] = ∂P[i, J]/∂F[k, L],
+# C = FᵀF and B = FFᵀ:
+#     G_1 = 2F,   ∂G_1/∂F = 2 δik δJL,
+#     G_2 = 2(I1 F - F C),
+#     ∂G_2/∂F = 4 F_iJ F_kL + 2 I1 δik δJL - 2 (δik C_JL + F_iL F_kJ + B_ik δJL),
+#     G_J = cof F,   ∂G_J/∂F = (cof_iJ cof_kL - cof_iL cof_kJ) / J.
+# The tangent is written with broadcasting (no contractions), which XLA fuses
+# into one loop per chunk of points.
+
+Energy = Callable[[Array], Array]
+Derivatives = Callable[[Array], tuple[Array, Array]]
+
+
+def _gradient_hessian(f: Energy, x: Array) -> tuple[Array, Array]:
+    """`(∇f, ∇²f)` of a scalar function of a short vector: one forward-over-reverse
+    pass per direction, the primal and reverse pass shared."""
+    basis = jnp.eye(x.shape[0], dtype=x.dtype)
+    return jax.vmap(lambda v: jax.jvp(jax.grad(f), (x,), (v,)), out_axes=(None, 0))(
+        basis
+    )
+
+
+def _isochoric_map(z: Array) -> Array:
+    # (Ī1, Ī2) = (J^(-2/3) I1, J^(-4/3) I2)
+    return jnp.stack([z[0] * z[2] ** (-2.0 / 3.0), z[1] * z[2] ** (-4.0 / 3.0)])
+
+
+def invariant_form(potential: Any) -> tuple[Energy, Derivatives] | None:
+    """`(ψ, z -> (∂ψ/∂z, ∂²ψ/∂z²))` with `W(F) = ψ(z)`, `z = (F:F, cof F:cof F, det F)`.
+
+    Defined for klax's isotropic potentials: an
+    [`AbstractIsotropicPotential`][klax.mechanics.AbstractIsotropicPotential]
+    (isochoric: `ψ` is its `isotropic_energy` of `(Ī1, Ī2)`, differentiated in
+    those two variables and chained to `z`), a
+    [`CompressiblePANN`][klax.mechanics.CompressiblePANN], and a
+    [`VolumetricPenalty`][klax.mechanics.VolumetricPenalty] of either. `None`
+    for potentials without such a form (anisotropic, Ogden, a user's
+    function). [`FElupeMaterial`][klax.mechanics.FElupeMaterial] checks `ψ`
+    against `W(F)` before it uses the form.
+    """
+    if isinstance(potential, VolumetricPenalty):
+        inner = invariant_form(potential.potential)
+        if inner is None:
+            return None
+        inner_energy, inner_derivatives = inner
+        bulk = potential.bulk_modulus
+
+        def penalty_derivatives(z):
+            g, H = inner_derivatives(z)
+            return g.at[2].add(bulk * (z[2] - 1.0)), H.at[2, 2].add(bulk)
+
+        return (
+            lambda z: inner_energy(z) + 0.5 * bulk * (z[2] - 1.0) ** 2,
+            penalty_derivatives,
+        )
+    if isinstance(potential, AbstractIsotropicPotential):
+
+        def of_bar(y):
+            return jnp.asarray(potential.isotropic_energy(y[0], y[1]))
+
+        def isochoric_derivatives(z):
+            g_bar, H_bar = _gradient_hessian(of_bar, _isochoric_map(z))
+            D = jax.jacfwd(_isochoric_map)(z)  # (2, 3)
+            D2 = jax.hessian(_isochoric_map)(z)  # (2, 3, 3)
+            return g_bar @ D, D.T @ H_bar @ D + jnp.tensordot(g_bar, D2, axes=1)
+
+        return (lambda z: of_bar(_isochoric_map(z)), isochoric_derivatives)
+    if isinstance(potential, CompressiblePANN):
+        # Its lifted energy depends on F and cof F only through F:F and cof:cof.
+        def energy(z):
+            eye = jnp.eye(3, dtype=z.dtype)
+            root = jnp.sqrt(z[:2] / 3.0)
+            return potential.lifted_energy(root[0] * eye, root[1] * eye, z[2])
+
+        return energy, lambda z: _gradient_hessian(energy, z)
+    return None
+
+
+def _invariants(F: Array) -> tuple[Array, Array, Array]:
+    """`(z, cof F, F C)` of one `F`, with a run-time error if `J <= 0`."""
+    cof = _cofactor(F)
+    z = jnp.stack([jnp.sum(F * F), jnp.sum(cof * cof), _det(F)])
+    z = eqx.error_if(
+        z,
+        z[2] <= 0,
+        "`felupe_material` needs an admissible deformation with J = det F > 0; "
+        "got J <= 0 (an inverted or collapsed element).",
+    )
+    return z, cof, F @ (F.T @ F)
+
+
+def _closed_form_stress(derivatives: Derivatives, F: Array) -> Array:
+    z, cof, FC = _invariants(F)
+    g, _ = derivatives(z)
+    return 2.0 * g[0] * F + 2.0 * g[1] * (z[0] * F - FC) + g[2] * cof
+
+
+def _closed_form_tangent(derivatives: Derivatives, F: Array) -> Array:
+    z, cof, FC = _invariants(F)
+    g, H = derivatives(z)
+    G = jnp.stack([2.0 * F, 2.0 * (z[0] * F - FC), cof])
+    Q = jnp.tensordot(H, G, axes=1)  # Q_a = Σ_b ψ_ab G_b
+    eye = jnp.eye(3, dtype=F.dtype)
+    d_ik, d_JL = eye[:, None, :, None], eye[None, :, None, :]
+
+    def outer(X, Y):  # X_iJ Y_kL
+        return X[:, :, None, None] * Y[None, None, :, :]
+
+    def swapped(X, Y):  # X_iL Y_kJ
+        return X[:, None, None, :] * Y.T[None, :, :, None]
+
+    C, B = F.T @ F, F @ F.T
+    return (
+        outer(G[0], Q[0])
+        + outer(G[1], Q[1])
+        + outer(G[2], Q[2])
+        + 2.0 * (g[0] + g[1] * z[0]) * d_ik * d_JL
+        + g[1]
+        * (
+            4.0 * outer(F, F)
+            - 2.0
+            * (d_ik * C[None, :, None, :] + swapped(F, F) + B[:, None, :, None] * d_JL)
+        )
+        + (g[2] / z[2]) * (outer(cof, cof) - swapped(cof, cof))
+    )
+
+
+@eqx.filter_jit
+def _closed_form_stresses(potential: Any, F: Array) -> Array:
+    _, derivatives = invariant_form(potential)  # pyright: ignore[reportGeneralTypeIssues]
+    return _pointwise(lambda F: _closed_form_stress(derivatives, F), F)  # pyright: ignore[reportArgumentType]
+
+
+@eqx.filter_jit
+def _closed_form_tangents(potential: Any, F: Array) -> Array:
+    _, derivatives = invariant_form(potential)  # pyright: ignore[reportGeneralTypeIssues]
+    return _pointwise(lambda F: _closed_form_tangent(derivatives, F), F)  # pyright: ignore[reportArgumentType]
+
+
+@eqx.filter_jit
+def _energy_pairs(potential: Any, F: Array) -> Array:
+    """`W(F)` and `ψ(z)` at points `F` of shape `(n, 3, 3)`, stacked."""
+    energy, _ = invariant_form(potential)  # pyright: ignore[reportGeneralTypeIssues]
+    return jax.vmap(
+        lambda F: jnp.stack([jnp.asarray(potential(F)), energy(_invariants(F)[0])])
+    )(F)
+
+
+def _has_checked_closed_form(potential: Any) -> bool:
+    """Whether `invariant_form(potential)` exists and reproduces `W(F)`.
+
+    Checked at a few random deformations with `J ≠ 1` (relative 1e-10,
+    float64), so that a subclass whose `isotropic_energy` is not its energy
+    off `J = 1` falls back to the AD path instead of giving a wrong material.
+    """
+    if invariant_form(potential) is None:
+        return False
+    # Mild deformations (J within about 10 % of 1), inside the domain of every
+    # klax potential; points where W is not finite are not compared.
+    F = np.eye(3) + 0.06 * np.random.default_rng(0).normal(size=(6, 3, 3))
+    pairs = np.asarray(_energy_pairs(potential, jnp.asarray(F)))
+    finite = np.isfinite(pairs[:, 0])
+    scale = np.max(np.abs(pairs[finite, 0]), initial=0.0) + 1e-300
+    close = np.abs(pairs[finite, 0] - pairs[finite, 1]) <= 1e-10 * scale
+    return bool(finite.sum() >= 3 and np.all(close))
 
 
 def padded_size(n: int) -> int:
@@ -126,11 +321,26 @@ class FElupeMaterial:
     in float64 whatever the global setting (it switches x64 on for the call),
     passes the potential to `equinox.filter_jit` as an argument (one
     compilation per model structure and mesh size), takes klax potentials as
-    functions of `F` directly, and evaluates all points in one jitted call
-    (stress by `jax.grad`, tangent by `jax.jacfwd` of it), vectorised over
-    chunks of 2048 points that fit the CPU caches. The number
+    functions of `F` directly, and evaluates all points in one jitted call,
+    vectorised over blocks of points that fit the CPU caches. The number
     of points is padded (with `F = I`) to a few sizes per octave, at least
     1024, so that meshes of similar size reuse one compilation.
+
+    Derivatives: for klax's isotropic potentials (the
+    [`AbstractIsotropicPotential`][klax.mechanics.AbstractIsotropicPotential]
+    subclasses such as `IncompressiblePANN`, `NeoHooke`, `MooneyRivlin`,
+    `CANN`; `CompressiblePANN`; a `VolumetricPenalty` of these), the energy is
+    written as `ψ(I1, I2, J)` of `I1 = F:F`, `I2 = cof F:cof F` and
+    `J = det F`; AD differentiates only `ψ` (two or three scalar directions)
+    and the stress and tangent are assembled from the closed-form first and
+    second derivatives of the invariants (`closed_form` is then `True`). This
+    form is checked against `W(F)` at construction, at deformations with
+    `J ≠ 1`; a potential that fails the check (e.g. a subclass whose
+    `isotropic_energy` is not its energy off `J = 1`), and every other
+    potential (anisotropic ones, `Ogden`, a user's function), gets the stress
+    by `jax.grad` and the tangent by `jax.jacfwd` of it. Both routes give the
+    same values to rounding (about 1e-15 relative); the closed form is about
+    twice as fast.
 
     The class does not inherit from `felupe.ConstitutiveMaterial`, so that
     `klax.mechanics` imports without FElupe; FElupe only calls the methods
@@ -139,6 +349,10 @@ class FElupeMaterial:
 
     potential: Any
     """The finalised potential, with its parameters in float64."""
+
+    closed_form: bool
+    """Whether stress and tangent use the closed-form invariant derivatives
+    (isotropic potentials) rather than AD through `F`."""
 
     def __init__(self, potential: Callable[..., Any]):
         """**Arguments:**
@@ -164,6 +378,8 @@ class FElupeMaterial:
                     "deformation gradient of shape (3, 3) to a scalar."
                 ) from error
         self._check_dtype(W0, "energy")
+        with jax.enable_x64(True):
+            self.closed_form = _has_checked_closed_form(self.potential)
         self.x = [np.eye(3), np.zeros(0)]
         self.nstatevars = 0
         self.parallel = False
@@ -207,7 +423,9 @@ class FElupeMaterial:
 
         `out`: an optional array to write `P` into (FElupe passes one).
         """
-        P = self._call(_stresses, x[0], 2)
+        P = self._call(
+            _closed_form_stresses if self.closed_form else _stresses, x[0], 2
+        )
         if out is not None and getattr(out, "shape", None) == P.shape:
             np.copyto(out, P)
             P = out
@@ -218,7 +436,9 @@ class FElupeMaterial:
 
         `out`: an optional array to write `A` into (FElupe passes one).
         """
-        A = self._call(_tangents, x[0], 4)
+        A = self._call(
+            _closed_form_tangents if self.closed_form else _tangents, x[0], 4
+        )
         if out is not None and getattr(out, "shape", None) == A.shape:
             np.copyto(out, A)
             A = out
@@ -248,10 +468,13 @@ def felupe_material(
 ) -> Any:
     """Turn a klax potential into a FElupe material.
 
-    The stress `P = ∂W/∂F` and the tangent `A = ∂²W/∂F∂F` are computed by JAX
-    automatic differentiation of the potential itself (nothing is hand-coded),
-    jitted and vectorised over all quadrature points and cells, in float64
-    (x64 is switched on for each call; parameters are converted to float64).
+    The stress `P = ∂W/∂F` and the tangent `A = ∂²W/∂F∂F` are exact
+    derivatives of the potential by JAX automatic differentiation (for
+    isotropic potentials, of `W` as a function of its invariants, assembled
+    with the closed-form invariant derivatives: see
+    [`FElupeMaterial`][klax.mechanics.FElupeMaterial]), jitted and vectorised
+    over all quadrature points and cells, in float64 (x64 is switched on for
+    each call; parameters are converted to float64).
 
     - **Compressible potentials**
       ([`CompressiblePANN`][klax.mechanics.CompressiblePANN],
