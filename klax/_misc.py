@@ -46,7 +46,8 @@ def compose_doc(**parts: str) -> Callable[[Any], Any]:
             text = textwrap.dedent(parts[match[1]]).strip()
             return text.replace("\n", "\n" + indent).replace(indent + "\n", "\n")
 
-        func.__doc__ = _PLACEHOLDER.sub(fill, func.__doc__)
+        if func.__doc__ is not None:  # None under `python -OO`
+            func.__doc__ = _PLACEHOLDER.sub(fill, func.__doc__)
         return func
 
     return decorate
