@@ -5,6 +5,7 @@ nominal-stress data of several load cases, the seed loop with collapse
 detection and restart, and saving/loading a calibrated model.
 """
 
+import concurrent.futures
 import functools
 import json
 import pathlib
@@ -580,11 +581,15 @@ def _train_r2(model, curves, cases) -> dict[str, float]:
 
 
 @eqx.filter_jit
-def _refine_members(ensemble: Any, data: Any, max_steps: int) -> Any:
-    """Levenberg–Marquardt on every member of an ensemble (one compiled solve)."""
-    return eqx.filter_vmap(
-        lambda model: refine_least_squares(model, residuals, data, max_steps=max_steps)
-    )(ensemble)
+def _refine_member(model: Any, data: Any, max_steps: int) -> Any:
+    """Levenberg–Marquardt on one model; compiled once, called for every seed.
+
+    One member at a time rather than `vmap` over the ensemble: the solve is
+    compile-bound (tens of parameters, a fraction of a second to run for all
+    seeds), and the unbatched program traces and compiles in about 60 % of
+    the time of the batched one (`benchmarks/calibration_time.py`).
+    """
+    return refine_least_squares(model, residuals, data, max_steps=max_steps)
 
 
 @eqx.filter_jit
@@ -596,6 +601,69 @@ def _fit_baseline_members(ensemble: Any, data: Any, max_steps: int) -> Any:
         return refine_least_squares(model, residuals, data, max_steps=max_steps)
 
     return eqx.filter_vmap(fit)(ensemble)
+
+
+def _compile_ahead(
+    make_model: Callable[[PRNGKeyArray], eqx.Module],
+    key: PRNGKeyArray,
+    data: Any,
+    max_steps: int,
+) -> "list[concurrent.futures.Future]":
+    """Compile the least-squares solve and the stress evaluation in a thread.
+
+    Builds a placeholder model of the shapes `make_model` gives (traced
+    abstractly with `eqx.filter_eval_shape`, filled with NumPy zeros, no
+    computation) and calls `_refine_member` and `evaluate_stress` on it in
+    a background thread. That fills their compilation caches while the main
+    thread builds the seeds' models: XLA compiles without holding the GIL,
+    so on two cores the compilation and the construction overlap. The real
+    calls then reuse the compiled programs (the caches match on structure,
+    non-array fields, shapes and dtypes; anything that differs simply
+    compiles again). Returns the futures of the two compilations (none
+    where the model cannot be traced abstractly).
+    """
+    try:
+        abstract = eqx.filter_eval_shape(make_model, key)
+    except Exception:  # a constructor that needs concrete values
+        return []
+
+    def placeholder(leaf):
+        if isinstance(leaf, jax.ShapeDtypeStruct):
+            if not jnp.issubdtype(leaf.dtype, jnp.number) or leaf.weak_type:
+                raise TypeError("no NumPy placeholder")
+            return np.zeros(leaf.shape, leaf.dtype)
+        return leaf
+
+    try:
+        like = jax.tree.map(placeholder, abstract)
+    except TypeError:
+        return []
+    # Configuration contexts are per thread: carry the caller's x64 setting.
+    x64 = bool(jax.config.jax_enable_x64)  # pyright: ignore[reportAttributeAccessIssue]
+
+    def solve():
+        with jax.enable_x64(x64):
+            jax.block_until_ready(_refine_member(like, data, max_steps))
+
+    def evaluate():
+        with jax.enable_x64(x64):
+            evaluate_stress(finalize(like), np.zeros(1, np.int32), np.ones(1))
+
+    # One worker: the evaluation compiles while the seeds are solved.
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    futures = [executor.submit(solve), executor.submit(evaluate)]
+    executor.shutdown(wait=False)
+    return futures
+
+
+def _wait(futures: Sequence[concurrent.futures.Future]) -> None:
+    """Wait for compilations started ahead; a failed one compiles (or raises)
+    again on the real call."""
+    for future in futures:
+        try:
+            future.result()
+        except Exception:
+            pass
 
 
 def train_seeds(
@@ -611,20 +679,20 @@ def train_seeds(
     verbose: int = 2,
     refine_steps: int = 0,
 ) -> list[tuple[Any, History | None, float]]:
-    """Train one model per seed, all seeds together; the only loop over seeds.
+    """Train one model per seed; the only loop over seeds.
 
-    The seeds form one ensemble ([`klax.fit_ensemble`][]): one compilation and
-    one compiled loop for all of them. Seed `s` builds its model from
-    `jr.fold_in(base_key, s)`; the batch orders come from
+    The Adam phase trains the seeds as one ensemble ([`klax.fit_ensemble`][]):
+    one compilation and one compiled loop for all of them. Seed `s` builds
+    its model from `jr.fold_in(base_key, s)`; the batch orders come from
     `jr.fold_in(base_key, 10_000 + seeds[0])`, split over the seeds. The
     logged `"loss"` is the loss of each member on all of `data` (not on a
     batch). With `steps=0` there is no Adam phase (the history starts with
     the initial loss). With `refine_steps > 0`, every member is then refined
-    by at most
-    that many Levenberg–Marquardt steps on the residual vector
+    by at most that many Levenberg–Marquardt steps on the residual vector
     ([`refine_least_squares`][klax.mechanics.refine_least_squares]; never
-    worse, constraints kept), and its history gets one more entry, at step
-    `steps + refine_steps`, with the refined loss.
+    worse, constraints kept; one compilation, run once per seed), and its
+    history gets one more entry, at step `steps + refine_steps`, with the
+    refined loss.
 
     **Returns:** one `(model, history, final_loss)` per seed, in order; each
     history holds that seed's `"loss"` curve.
@@ -635,8 +703,10 @@ def train_seeds(
     loss_metric: Any = metric("loss", verbose=True)(
         lambda context: full_loss(context.state.model)
     )
-    keys = jnp.stack([jr.fold_in(base_key, s) for s in seeds])
+    n = len(data.stretch)
+    ahead: list[concurrent.futures.Future] = []
     if steps > 0:
+        keys = jnp.stack([jr.fold_in(base_key, s) for s in seeds])
         ensemble = eqx.filter_jit(eqx.filter_vmap(make_model))(keys)
         ensemble, history = fit_ensemble(
             ensemble,
@@ -650,23 +720,36 @@ def train_seeds(
             verbose=verbose,
             key=jr.fold_in(base_key, 10_000 + seeds[0]),
         )
+        steps_logged, values = history["loss"] if history is not None else ([], [])
+        steps_logged, values = list(steps_logged), [np.asarray(v) for v in values]
+        members = [ensemble_member(ensemble, i) for i in range(len(seeds))]
     else:
         # No Adam: the least-squares solve starts from the initialisation
-        # (built one by one: cheaper than compiling a vmapped construction).
-        ensemble = stack_ensemble([make_model(k) for k in keys])
-        history = History(content={"loss": ([0], [np.asarray(full_loss(ensemble))])})
-    steps_logged, values = history["loss"] if history is not None else ([], [])
-    steps_logged, values = list(steps_logged), [np.asarray(v) for v in values]
+        # (built one by one: cheaper than compiling a vmapped construction),
+        # its compilation started first, to run while the models are built.
+        ensemble = None
+        if refine_steps > 0:
+            key = jr.fold_in(base_key, seeds[0])
+            ahead = _compile_ahead(make_model, key, full, int(refine_steps))
+        members = [make_model(jr.fold_in(base_key, s)) for s in seeds]
+        steps_logged, values = [0], []
     if refine_steps > 0:
-        refined = _refine_members(ensemble, full, int(refine_steps))
-        ensemble = refined.model
-        n = len(data.stretch)
+        _wait(ahead[:1])
+        refined = [_refine_member(m, full, int(refine_steps)) for m in members]
+        _wait(ahead[1:])
+        members = [r.model for r in refined]
+        if steps == 0:  # the loss of the initialisation, from the solve itself
+            values.append(np.asarray([r.initial_loss for r in refined]) / n)
         steps_logged.append(steps + int(refine_steps))
-        values.append(np.asarray(refined.loss) / n)
-    losses = np.asarray(full_loss(ensemble))
+        losses = np.asarray([r.loss for r in refined]) / n
+        values.append(losses)
+    else:
+        stacked = ensemble if ensemble is not None else stack_ensemble(members)
+        losses = np.asarray(full_loss(stacked))
+        if steps == 0:
+            values.append(losses)
     results = []
-    for i in range(len(seeds)):
-        member = ensemble_member(ensemble, i)
+    for i, member in enumerate(members):
         curve = [float(v[i]) for v in values]
         member_history = History(content={"loss": (list(steps_logged), curve)})
         results.append((member, member_history, float(losses[i])))

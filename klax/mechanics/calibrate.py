@@ -32,6 +32,7 @@ import math
 import os
 import pathlib
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -598,6 +599,27 @@ _AXIS = {
 }
 
 
+def _import_matplotlib() -> None:
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        pass  # `_plot` warns
+
+
+def _preload_matplotlib() -> threading.Thread:
+    """Import matplotlib in a background thread while the model trains.
+
+    The import is about a second of Python; XLA compiles without holding the
+    GIL, so on two cores the import runs during the compilation instead of
+    after it (`benchmarks/calibration_time.py`). `_plot` imports the modules
+    again, which waits for this import to finish.
+    """
+    thread = threading.Thread(target=_import_matplotlib, daemon=True)
+    thread.start()
+    return thread
+
+
 def _plot(path, model, rows, history) -> bool:
     try:
         import matplotlib
@@ -732,6 +754,7 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
     from ._discovery import write_discovery
 
     start = time.perf_counter()
+    preload = None if args.no_plot else _preload_matplotlib()
     data: Measurements = checked["data"]
     for message in sanity_warnings(data):
         print(f"{PROG}: warning: {message}", file=sys.stderr)
@@ -797,6 +820,8 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             fe = fe_check(model, _largest_stretch(data))
             config.update(fe_check=fe.summary())
         out: pathlib.Path = checked["out"]
+        if preload is not None:
+            preload.join()
         written = _write(out, args, best, results, rows, model, config)
         if discovery is not None:
             written += write_discovery(out, discovery, plot=not args.no_plot)
