@@ -344,6 +344,10 @@ def training_invariants(
     return I1, I2
 
 
+# One small compiled program instead of one per operation.
+_pann_inputs = jax.jit(pann_inputs, static_argnums=2)
+
+
 def invariant_scales(
     data: "Measurements | Mapping[str, LoadCurve]",
     cases: Sequence[str] | None,
@@ -372,7 +376,7 @@ def invariant_scales(
     """
     chosen = select(as_measurements(data), cases)
     I1, I2 = training_invariants(chosen)
-    largest = np.max(np.asarray(pann_inputs(I1, I2, invariants)), axis=0)
+    largest = np.max(np.asarray(_pann_inputs(I1, I2, invariants)), axis=0)
     return tuple(float(v) if v > 1e-8 else 1.0 for v in largest)
 
 
@@ -463,6 +467,7 @@ class SeedResult(NamedTuple):
 
 
 _predict_jit = eqx.filter_jit(predict_stress)
+_initial_shear_modulus = eqx.filter_jit(lambda model: model.initial_shear_modulus())
 
 
 def evaluate_stress(
@@ -613,14 +618,15 @@ def _compile_ahead(
 
     Builds a placeholder model of the shapes `make_model` gives (traced
     abstractly with `eqx.filter_eval_shape`, filled with NumPy zeros, no
-    computation) and calls `_refine_member` and `evaluate_stress` on it in
-    a background thread. That fills their compilation caches while the main
-    thread builds the seeds' models: XLA compiles without holding the GIL,
-    so on two cores the compilation and the construction overlap. The real
-    calls then reuse the compiled programs (the caches match on structure,
-    non-array fields, shapes and dtypes; anything that differs simply
-    compiles again). Returns the futures of the two compilations (none
-    where the model cannot be traced abstractly).
+    computation) and calls `_refine_member`, `evaluate_stress` and
+    `_initial_shear_modulus` on it in a background thread. That fills their
+    compilation caches while the main thread builds the seeds' models: XLA
+    compiles without holding the GIL, so on two cores the compilation and
+    the construction overlap. The real calls then reuse the compiled
+    programs (the caches match on structure, non-array fields, shapes and
+    dtypes; anything that differs simply compiles again). Returns the
+    futures of the solve's and the evaluation's compilations (none where
+    the model cannot be traced abstractly).
     """
     try:
         abstract = eqx.filter_eval_shape(make_model, key)
@@ -647,7 +653,10 @@ def _compile_ahead(
 
     def evaluate():
         with jax.enable_x64(x64):
-            evaluate_stress(finalize(like), np.zeros(1, np.int32), np.ones(1))
+            final = finalize(like)
+            evaluate_stress(final, np.zeros(1, np.int32), np.ones(1))
+            if isinstance(final, AbstractIsotropicPotential):
+                _initial_shear_modulus(final)
 
     # One worker: the evaluation compiles while the seeds are solved.
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)

@@ -743,13 +743,12 @@ def _discover(args: argparse.Namespace, checked: dict[str, Any]):
 
 
 def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
-    import equinox as eqx
     import jax
 
     import klax
 
     from ._baselines import baseline_constants
-    from ._calibration import stress_scale
+    from ._calibration import _initial_shear_modulus, stress_scale
     from ._cann import cann_config
     from ._discovery import write_discovery
 
@@ -786,7 +785,7 @@ def _run(args: argparse.Namespace, checked: dict[str, Any]) -> int:
             best, results = _train(args, checked, config)
         model = klax.finalize(best.model)
         rows = _evaluate(model, checked)
-        mu0 = float(eqx.filter_jit(lambda m: m.initial_shear_modulus())(model))
+        mu0 = float(_initial_shear_modulus(model))
         constants = (
             baseline_constants(model) if args.model not in ("pann", "cann") else {}
         )
