@@ -603,8 +603,8 @@ def _import_matplotlib() -> None:
     try:
         import matplotlib.backends.backend_agg  # noqa: F401
         import matplotlib.figure  # noqa: F401
-    except ImportError:
-        pass  # `_plot` warns
+    except Exception:
+        pass  # `_plot` imports again and reports (a missing matplotlib: a warning)
 
 
 def _preload_matplotlib() -> threading.Thread:
