@@ -740,9 +740,8 @@ def train_seeds(
         # (built one by one: cheaper than compiling a vmapped construction),
         # its compilation started first, to run while the models are built.
         ensemble = None
-        if refine_steps > 0:
-            key = jr.fold_in(base_key, seeds[0])
-            ahead = _compile_ahead(make_model, key, full, int(refine_steps))
+        if refine_steps > 0:  # any key gives the shapes
+            ahead = _compile_ahead(make_model, base_key, full, int(refine_steps))
         members = [make_model(jr.fold_in(base_key, s)) for s in seeds]
         steps_logged, values = [0], []
     if refine_steps > 0:
