@@ -57,6 +57,10 @@ from ._potentials import IncompressiblePANN, pann_inputs
 MODEL_NAMES = ("pann", "neo-hooke", "mooney-rivlin", "ogden3", "cann")
 LOSS_NAMES = ("mse", "mse-per-case", "relative")
 FORMAT = "klax.mechanics.calibrated-model/1"
+# The least-squares baselines run to convergence: from some starting points
+# Levenberg–Marquardt needs 1000–2000 steps on small-strain (e.g. kPa tissue)
+# data; converged solves stop early, so the cap costs only the slow starts.
+BASELINE_MIN_STEPS = 5000
 
 
 # ---------------------------------------------------------------------------
@@ -838,7 +842,8 @@ def calibrate_seeds(
     kept.
 
     Baselines (`"neo-hooke"`, `"mooney-rivlin"`, `"ogden3"`): least-squares fits
-    from `seeds` different starting points
+    from `seeds` different starting points, each run to convergence (at most
+    `max(refine_steps, 5000)` steps)
     ([`fit_baseline`][klax.mechanics.fit_baseline]; `steps`, `learning_rate`
     and `batch_size` are not used).
 
@@ -865,7 +870,11 @@ def calibrate_seeds(
     if not is_pann:
         seed_list = list(range(seeds))
         trained = fit_baseline(
-            config, data, seed_list, base_key=base_key, max_steps=max(refine_steps, 200)
+            config,
+            data,
+            seed_list,
+            base_key=base_key,
+            max_steps=max(refine_steps, BASELINE_MIN_STEPS),
         )
         results = results_of(seed_list, trained)
     else:

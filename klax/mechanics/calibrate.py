@@ -184,7 +184,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=500,
         help="Levenberg–Marquardt steps (PANN: after Adam; baselines: the "
-        "least-squares fit); 0: none (default: 500)",
+        "least-squares fit, at least 5000, stopping when converged); 0: none "
+        "(default: 500)",
     )
     add("--lr", type=float, default=2e-3, help="Adam learning rate (default: 2e-3)")
     add("--batch-size", type=int, default=32, help="batch size (default: 32)")
