@@ -180,7 +180,7 @@ class IncompressiblePANN(AbstractIsotropicPotential):
     A limit of the class: with non-negative weights and convex,
     non-decreasing activations every second cross-derivative of `N` is
     non-negative, and each input depends on one invariant only, so
-    $\partial^2 W / \partial \bar I_1 \partial \bar I_2 \geq 0$ for every such
+    $\\partial^2 W / \\partial \\bar I_1 \\partial \\bar I_2 \\geq 0$ for every such
     PANN. Materials whose energy has a negative cross-derivative (Ogden
     models with widely spread exponents, for example) are approximated, not
     represented: on such data the held-out load cases are the first to show it.
