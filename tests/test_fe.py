@@ -155,10 +155,13 @@ def test_stress_and_tangent_equal_klax_ad(name):
 
 def test_closed_form_equals_ad_second_derivative():
     # One potential per route of the closed form: an isochoric potential's
-    # `isotropic_energy` (with a neo-Hookean floor) under a penalty, a
-    # CompressiblePANN's lifted energy, a CANN on the polyconvex input set.
+    # `isotropic_energy` (the klax-calibrate inputs, with a neo-Hookean floor)
+    # under a penalty, a CompressiblePANN's lifted energy, a CANN on the
+    # polyconvex input set.
     keys = iter(jr.split(jr.key(3), 3))
-    pann = km.IncompressiblePANN([4], input_scale=2.0, floor=0.05, key=next(keys))
+    pann = km.IncompressiblePANN(
+        [4], "power-sums", input_scale=2.0, floor=0.05, key=next(keys)
+    )
     cases = [
         km.VolumetricPenalty(klax.finalize(pann), 30.0),
         klax.finalize(km.CompressiblePANN([4], key=next(keys))),

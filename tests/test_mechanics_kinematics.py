@@ -303,3 +303,67 @@ def test_stress_bad_inputs():
         km.tangent(neo_hooke_compressible, jnp.eye(4))
     with pytest.raises(Exception, match="J = det F > 0"):
         km.cauchy(lambda F: jnp.sum(F * F), -jnp.eye(3))
+
+
+# ---------------------------------------------------------------------------
+# Sum of singular values from invariants (the `Σλ` inputs of the PANNs)
+
+
+def _stretch_sum(A):
+    from klax.mechanics._kinematics import _singular_value_sum
+
+    e2 = jnp.sum(km.cofactor(A) ** 2)
+    return _singular_value_sum(jnp.sum(A * A), e2, jnp.abs(km.jacobian(A)))
+
+
+@pytest.mark.parametrize("x64", [True, False])
+def test_singular_value_sum_matches_the_svd(x64):
+    rng = np.random.default_rng(11)
+    diagonal = [np.diag([lam, lam**-0.5, lam**-0.5]) for lam in (0.02, 1.0, 90.0)]
+    cases = np.concatenate(
+        [
+            rng.normal(size=(64, 3, 3)),  # any sign of det
+            np.eye(3) + 1e-6 * rng.normal(size=(16, 3, 3)),  # nearly repeated
+            np.stack(diagonal),  # repeated singular values, extreme stretches
+            np.stack([np.diag(np.exp(rng.uniform(-4, 4, 3))) for _ in range(16)]),
+            np.stack([np.diag([a, b, 0.0]) for a, b in rng.uniform(0.1, 3, (8, 2))]),
+        ]
+    )
+    expected = np.linalg.svd(cases, compute_uv=False).sum(-1)
+    with jax.enable_x64(x64):
+        dtype = jnp.float64 if x64 else jnp.float32
+        got = jax.jit(jax.vmap(_stretch_sum))(jnp.asarray(cases, dtype))
+        assert got.dtype == dtype
+    rtol = 1e-14 if x64 else 4e-7
+    np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=rtol)
+
+
+def test_singular_value_sum_derivatives():
+    rng = np.random.default_rng(12)
+    A = rng.normal(size=(32, 3, 3))
+    # d(Σσ)/dA = U Vᵀ (singular values distinct, almost surely).
+    U, _, Vt = np.linalg.svd(A)
+    grad = jax.jit(jax.vmap(jax.grad(_stretch_sum)))(jnp.asarray(A))
+    np.testing.assert_allclose(grad, U @ Vt, atol=1e-12)
+    # Smooth where singular values coincide: the Hessian at A = I is finite
+    # and equals the second derivative of ‖F‖_* along a symmetric direction.
+    H = jax.hessian(_stretch_sum)(jnp.eye(3))
+    assert bool(jnp.all(jnp.isfinite(H)))
+    D = jnp.asarray(rng.normal(size=(3, 3)))
+    along = jax.grad(jax.grad(lambda t: _stretch_sum(jnp.eye(3) + t * (D + D.T))))
+    # Σσ(I + tS) = 3 + t tr S for small symmetric S: no curvature.
+    np.testing.assert_allclose(along(0.0), 0.0, atol=1e-12)
+    # Third derivatives (the tangent of the stress of a PANN on Σλ) against
+    # central differences of the Hessian.
+    A0, dA, eps = jnp.asarray(A[0]), jnp.asarray(rng.normal(size=(3, 3))), 1e-5
+    hess = jax.hessian(_stretch_sum)
+    fd = (hess(A0 + eps * dA) - hess(A0 - eps * dA)) / (2 * eps)
+    np.testing.assert_allclose(jax.jvp(hess, (A0,), (dA,))[1], fd, atol=1e-7)
+    # Convex in A (a norm): along random segments.
+    B = jnp.asarray(rng.normal(size=(32, 3, 3)))
+    t = jnp.asarray(rng.uniform(size=(32, 1, 1)))
+    f = jax.vmap(_stretch_sum)
+    mix = f(t * jnp.asarray(A) + (1 - t) * B)
+    assert bool(
+        jnp.all(t[:, 0, 0] * f(jnp.asarray(A)) + (1 - t[:, 0, 0]) * f(B) >= mix - 1e-12)
+    )

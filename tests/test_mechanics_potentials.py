@@ -554,11 +554,14 @@ def test_construction_and_call_errors():
 # Input sets holding Ī2 (polyconvex on the incompressible manifold J = 1)
 
 SCALE_3 = (5.8, 55.0, 17.0, 386.0)  # Treloar input scales of (√Ĩ1, Ĩ1, √Ī2, Ī2)
+# Treloar input scales of the "power-sums" set (Σλ, Σλ⁻¹, Ĩ1, Ī2, Σλ⁴, Σλ⁻⁴, Σλ⁶, Σλ⁻⁶).
+SCALE_PS = (6.0, 17.0, 55.0, 389.0, 3300.0, 1.5e5, 1.9e5, 6.0e7)
 
 
 @pytest.fixture(scope="module")
 def incompressible_j1():
-    """PANNs on (√Ĩ1, Ĩ1, √Ī2, Ī2) and (Ī1, Ī2): fresh, perturbed, softplus."""
+    """PANNs on (√Ĩ1, Ĩ1, √Ī2, Ī2), the power sums and (Ī1, Ī2): fresh,
+    perturbed, softplus."""
     models = [
         km.IncompressiblePANN(
             [4, 4], "incompressible", input_scale=SCALE_3, key=jr.key(k)
@@ -566,6 +569,10 @@ def incompressible_j1():
         for k in KEYS
     ]
     models.append(perturb(models[0], jr.key(96)))
+    power_sums = km.IncompressiblePANN(
+        [4, 4], "power-sums", input_scale=SCALE_PS, key=jr.key(5)
+    )
+    models += [power_sums, perturb(power_sums, jr.key(97))]
     models.append(
         km.reparametrize_nonnegative(
             km.IncompressiblePANN([3], "isochoric", input_scale=2.0, key=jr.key(4))
@@ -624,12 +631,70 @@ def test_pann_inputs_match_the_invariants():
     assert x.shape == (1, 2)
     np.testing.assert_allclose(x[0], [I1 - 3, I2**1.5 - 3**1.5], rtol=1e-14)
     assert km.POLYCONVEX_AT_ANY_J == {
+        "power-sums": False,
         "incompressible": False,
         "polyconvex": True,
         "isochoric": False,
     }
     with pytest.raises(ValueError, match="invariants"):
         km.pann_inputs(3.0, 3.0, "other")
+
+
+@pytest.mark.parametrize("x64", [True, False])
+def test_power_sum_inputs(x64):
+    """The "power-sums" inputs are Σλ̄^a (a = 1, -1, 2, -2, 4, -4, 6, -6) minus 3,
+    for stretches with repeated, distinct and extreme values, in both dtypes."""
+    stretches = np.array([[1.0, 1.0], [1.7, 1.7**-0.5], [0.6, 1.3], [8.0, 0.9]])
+    lam = np.concatenate([stretches, 1 / stretches.prod(1, keepdims=True)], axis=1)
+    I1 = np.sum(lam**2, axis=1)
+    I2 = np.sum(lam**-2, axis=1)
+    expected = np.stack(
+        [np.sum(lam**a, axis=1) - 3 for a in (1, -1, 2, -2, 4, -4, 6, -6)], axis=1
+    )
+    with jax.enable_x64(x64):
+        dtype = jnp.float64 if x64 else jnp.float32
+        x = jax.jit(km.pann_inputs, static_argnums=2)(
+            jnp.asarray(I1, dtype), jnp.asarray(I2, dtype), "power-sums"
+        )
+        assert x.shape == (4, 8) and x.dtype == dtype
+    scale = np.maximum(np.abs(expected), 1.0)
+    np.testing.assert_allclose(x / scale, expected / scale, atol=1e-13 if x64 else 2e-6)
+    assert km.INVARIANT_SETS["power-sums"][2:4] == ("Ĩ1", "Ī2")
+
+
+def test_ogden_terms_are_inside_the_power_sums():
+    """Passthrough weights alone give exactly an Ogden model with the set's
+    exponents (μ_p α_p > 0): W = Σ (μ_p/α_p)(Σλ̄^α_p - 3), Mooney–Rivlin
+    (α = 2, -2) included; zero hidden-to-output weights."""
+    alphas = np.array([1.0, -1.0, 2.0, -2.0, 4.0, -4.0, 6.0, -6.0])
+    mus = np.array([0.3, -0.05, 0.2, -0.02, 1e-3, -1e-4, 2e-5, -1e-6])
+    model = km.IncompressiblePANN(
+        [4], "power-sums", input_scale=SCALE_PS, key=jr.key(0)
+    )
+    last: Any = model.network.layers[-1].linear_y
+    hidden, passthrough = last.weights[0], last.weights[1]
+    coefficients = mus / alphas * np.asarray(SCALE_PS)
+    model = eqx.tree_at(
+        lambda m: (
+            m.network.layers[-1].linear_y.weights[0].parameter,  # pyright: ignore
+            m.network.layers[-1].linear_y.weights[1].parameter,  # pyright: ignore
+        ),
+        model,
+        (
+            jnp.zeros_like(hidden.parameter),
+            jnp.asarray(coefficients).reshape(passthrough.parameter.shape),
+        ),
+    )
+    W = klax.finalize(model)
+    ogden = km.Ogden(list(mus), list(alphas))
+    lam = jnp.asarray([0.6, 1.0, 1.8, 4.0])
+    for case in km.LOAD_CASES:
+        np.testing.assert_allclose(
+            km.nominal_stress_11(W, case, lam),
+            km.nominal_stress_11(ogden, case, lam),
+            rtol=1e-10,
+            atol=1e-12,
+        )
 
 
 def test_mooney_rivlin_is_inside_the_default_input_set():

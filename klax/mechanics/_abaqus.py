@@ -264,6 +264,46 @@ def _jet_library(prefix: str, n: int, order: int) -> list[str]:
         ],
     )
     routine(
+        "NUC(X, Y, Z)",
+        [
+            "DOUBLE PRECISION X(L), Y(L), Z(L)",
+            "DOUBLE PRECISION XX(L), Z2(L), Z4(L), XZ2(L), R",
+            "DOUBLE PRECISION A, B, S, V, D, STEP",
+            "INTEGER I, K",
+        ],
+        [
+            "! Z = the largest root s of s**4 - 2 X s**2 - 8 s + X**2 - 4 Y: with",
+            "! X = Ibar1, Y = Ibar2 the sum of the isochoric principal stretches,",
+            "! with X, Y swapped the sum of their inverses. The value by Newton's",
+            "! method from the upper bound sqrt(X + 2 sqrt(3 Y)) (monotone), then",
+            "! Newton steps on the jets with the slope at the root, each exact to",
+            "! one more order of derivatives (implicit differentiation).",
+            "A = X(1)",
+            "B = Y(1)",
+            "S = SQRT(A + 2.0D0*SQRT(3.0D0*B))",
+            "DO K = 1, 16",
+            "  V = (S*S - A)**2 - 8.0D0*S - 4.0D0*B",
+            "  D = 4.0D0*S*(S*S - A) - 8.0D0",
+            "  IF (D .LE. 0.0D0) EXIT",
+            "  STEP = V/D",
+            "  IF (STEP .LE. 0.0D0) EXIT",
+            "  S = S - STEP",
+            "END DO",
+            "D = 4.0D0*S*(S*S - A) - 8.0D0",
+            f"CALL {p}CST(S, Z)",
+            f"CALL {p}MUL(X, X, XX)",
+            f"DO K = 1, {order + 1}",
+            f"  CALL {p}MUL(Z, Z, Z2)",
+            f"  CALL {p}MUL(Z2, Z2, Z4)",
+            f"  CALL {p}MUL(X, Z2, XZ2)",
+            "  DO I = 1, L",
+            "    R = Z4(I) - 2.0D0*XZ2(I) - 8.0D0*Z(I) + XX(I) - 4.0D0*Y(I)",
+            "    Z(I) = Z(I) - R/D",
+            "  END DO",
+            "END DO",
+        ],
+    )
+    routine(
         "EXM1(W, X, Y)",
         ["DOUBLE PRECISION W, X(L), Y(L)", "DOUBLE PRECISION A, E, F0, F1"],
         [
@@ -371,6 +411,12 @@ class _Jets:
         """`routine(c, a)` for the one-parameter functions (`EXM1`, `LGT`)."""
         out = self._new()
         self.emit(f"CALL {self.prefix}{routine}({_real(c)}, {a}, {out})")
+        return out
+
+    def stretch_sum(self, a: str, b: str) -> str:
+        """The largest root of `s⁴ - 2 a s² - 8 s + a² - 4 b` (Σλ̄ for `(Ī1, Ī2)`)."""
+        out = self._new()
+        self.emit(f"CALL {self.prefix}NUC({a}, {b}, {out})")
         return out
 
     def growth(self, a: str) -> str:
@@ -622,8 +668,49 @@ _INPUT_NOTES = {
 }
 
 
+_POWER_SUMS = {
+    "Σλ": ("I1bar", "I2bar", 1),
+    "Σλ⁻¹": ("I2bar", "I1bar", 1),
+    "Σλ⁴": ("I1bar", "I2bar", 4),
+    "Σλ⁻⁴": ("I2bar", "I1bar", 4),
+    "Σλ⁶": ("I1bar", "I2bar", 6),
+    "Σλ⁻⁶": ("I2bar", "I1bar", 6),
+}
+_INPUT_NOTES.update(
+    {
+        "Σλ": "s(I1bar, I2bar)",
+        "Σλ⁻¹": "s(I2bar, I1bar)",
+        "Σλ⁴": "I1bar**2 - 2 I2bar",
+        "Σλ⁻⁴": "I2bar**2 - 2 I1bar",
+        "Σλ⁶": "I1bar**3 - 3 I1bar I2bar + 3",
+        "Σλ⁻⁶": "I2bar**3 - 3 I1bar I2bar + 3",
+    }
+)
+
+
+def _power_sum(ctx: _Context, name: str) -> str:
+    """Jet of a power sum of the isochoric principal stretches (`_POWER_SUMS`).
+
+    Newton's identities at `J = 1` as in `_potentials._invariant_values`; the
+    sums of the stretches and of their inverses by the `NUC` routine.
+    """
+    j = ctx.jets
+    a_name, b_name, power = _POWER_SUMS[name]
+    a, b = ctx.get(a_name), ctx.get(b_name)
+    if power == 1:
+        return j.stretch_sum(a, b)
+    aa = j.mul(a, a)
+    if power == 4:
+        return j.lin([(1.0, aa), (-2.0, b)])
+    return j.lin([(1.0, j.mul(a, j.lin([(1.0, aa), (-3.0, b)])))], 3.0)
+
+
 def _isochoric_input(ctx: _Context, name: str) -> str:
     """Jet of one input invariant of `IncompressiblePANN` (chain rule in the jets)."""
+    if name in _POWER_SUMS:
+        if name not in ctx.cache:
+            ctx.cache[name] = _power_sum(ctx, name)
+        return ctx.cache[name]
     if name not in _INPUT_POWERS:  # pragma: no cover - a new set needs a line here
         raise _Unsupported(
             f"Abaqus export: the IncompressiblePANN input {name!r} is not supported."
@@ -654,8 +741,11 @@ def _isochoric_energy(potential: Any, ctx: _Context) -> str | None:
     if isinstance(potential, IncompressiblePANN):
         names = INVARIANT_SETS[potential.invariants]
         j.note(f"IncompressiblePANN, invariants = {potential.invariants!r}:")
-        j.note("inputs x_i = (v_i - v_i at F = I)/s_i with v =")
-        j.note("(" + ", ".join(_INPUT_NOTES[k] for k in names) + ")")
+        j.note("inputs x_i = (v_i - v_i at F = I)/s_i with")
+        for k, name in enumerate(names):
+            j.note(f"  v{k + 1} = {_INPUT_NOTES[name]}")
+        if any(name in _POWER_SUMS for name in names):
+            j.note("s(a, b): the largest root of s**4 - 2 a s**2 - 8 s + a**2 - 4 b")
         x = [
             j.lin([(1.0 / s, _isochoric_input(ctx, k))], -_REFERENCE[k] / s)
             for k, s in zip(names, potential.input_scale, strict=True)

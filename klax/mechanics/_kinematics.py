@@ -8,6 +8,7 @@ with respect to `F` (and through them, with respect to model parameters).
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
@@ -82,6 +83,68 @@ def _cofactor(F: Array) -> Array:
 
 def _det(F: Array) -> Array:
     return jnp.dot(F[:, 0], jnp.cross(F[:, 1], F[:, 2]))
+
+
+def _quartic(s: Array, e1: Array, e2: Array, r: Array) -> tuple[Array, Array]:
+    """`P(s) = (s² - e1)² - 8 r s - 4 e2` and `P'(s)`.
+
+    `s² - e1 = 2t` is formed first: the expanded quartic would cancel terms of
+    order `s⁴` to a result of order `t²` (large stretches in float32).
+    """
+    d = s * s - e1
+    return d * d - 8.0 * r * s - 4.0 * e2, 4.0 * s * d - 8.0 * r
+
+
+def _singular_value_sum(e1: Array, e2: Array, r: Array) -> Array:
+    """`σ1 + σ2 + σ3` of a 3x3 matrix `A` from `e1 = ‖A‖²`, `e2 = ‖cof A‖²` and
+    `r = |det A|`, smooth where singular values coincide.
+
+    The squared singular values are the roots of `x³ - e1 x² + e2 x - r²`
+    (the eigenvalues of `AᵀA`): the largest by the trigonometric formula, the
+    sum of the square roots of the other two from their product and sum,
+    without cancellation (float32 to rounding for stretches in [0.02, 100]).
+    `s` is also the largest root of the quartic `P` of `_quartic`.
+    `P`'s roots are `±σ1 ± σ2 ± σ3` with an even number of minus signs (from
+    `s² = e1 + 2t`, `t² = e2 + 2 r s`, `t = Σ_{i<j} σ_i σ_j`), `s` the largest
+    and a simple one whenever `A` has rank 2 or more (`P'(s) > 0`; `P'(3) = 64`
+    at `A = I`), so by the implicit function theorem `s` is smooth in
+    `(e1, e2, r)` although the singular values are not. The value is computed
+    without derivatives; every derivative, of any order, is the implicit one
+    (`_implicit_root`).
+    """
+    e1_, e2_, r_ = (jax.lax.stop_gradient(v) for v in (e1, e2, r))
+    mean = e1_ / 3.0
+    q = jnp.maximum(mean * mean - e2_ / 3.0, 0.0)  # ≥ 0: the roots' spread
+    h = mean * (mean * mean - e2_ / 2.0) + r_ * r_ / 2.0
+    spread = q > 0  # where q = 0 the angle does not matter
+    cube = jnp.where(spread, q, 1.0) ** 1.5
+    cosine = jnp.clip(jnp.where(spread, h / cube, 1.0), -1.0, 1.0)
+    # The largest root x1 (no cancellation); the other two from their product
+    # p = r²/x1 and sum (e2 - p)/x1, which do not cancel either.
+    x1 = mean + 2.0 * jnp.sqrt(q) * jnp.cos(jnp.arccos(cosine) / 3.0)
+    x1 = jnp.where(x1 > 0, x1, 1.0)
+    p = r_ * r_ / x1
+    s = jnp.sqrt(x1) + jnp.sqrt(jnp.maximum((e2_ - p) / x1 + 2.0 * jnp.sqrt(p), 0.0))
+    return _implicit_root(e1, e2, r, s)
+
+
+@jax.custom_jvp
+def _implicit_root(e1: Array, e2: Array, r: Array, root: Array) -> Array:
+    # The root `root` of `P` (computed without derivatives), with the tangent
+    # of the implicit function theorem. Its rule calls this function again,
+    # which returns `root` unchanged, so derivatives of any order never repeat
+    # the computation of the value.
+    return root
+
+
+@_implicit_root.defjvp
+def _implicit_root_jvp(primals, tangents):
+    e1, e2, r, root = primals
+    de1, de2, dr, _ = tangents
+    s = _implicit_root(e1, e2, r, root)
+    _, slope = _quartic(s, e1, e2, r)
+    # dP = P' ds + (2 e1 - 2 s²) de1 - 4 de2 - 8 s dr = 0.
+    return s, (2.0 * (s * s - e1) * de1 + 4.0 * de2 + 8.0 * s * dr) / slope
 
 
 def cofactor(F: ArrayLike) -> Matrix:

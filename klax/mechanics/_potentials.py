@@ -36,6 +36,7 @@ from ._baselines import AbstractIsotropicPotential
 from ._kinematics import (
     _cofactor,
     _det,
+    _singular_value_sum,
     as_deformation_gradient,
     check_positive_jacobian,
     check_structural_tensor,
@@ -43,7 +44,7 @@ from ._kinematics import (
 from ._networks import PartiallyMonotoneFICNN
 
 Scalar = Float[Array, ""]
-Invariants = Literal["incompressible", "polyconvex", "isochoric"]
+Invariants = Literal["power-sums", "incompressible", "polyconvex", "isochoric"]
 
 
 def _growth(J: Array) -> Array:
@@ -52,6 +53,7 @@ def _growth(J: Array) -> Array:
 
 
 INVARIANT_SETS: dict[str, tuple[str, ...]] = {
+    "power-sums": ("Σλ", "Σλ⁻¹", "Ĩ1", "Ī2", "Σλ⁴", "Σλ⁻⁴", "Σλ⁶", "Σλ⁻⁶"),
     "incompressible": ("√Ĩ1", "Ĩ1", "√Ī2", "Ī2"),
     "polyconvex": ("Ĩ1", "Ĩ2"),
     "isochoric": ("Ī1", "Ī2"),
@@ -59,6 +61,7 @@ INVARIANT_SETS: dict[str, tuple[str, ...]] = {
 """The input sets of `IncompressiblePANN`: name -> the invariants fed to the network."""
 
 POLYCONVEX_AT_ANY_J: dict[str, bool] = {
+    "power-sums": False,
     "incompressible": False,
     "polyconvex": True,
     "isochoric": False,
@@ -114,35 +117,83 @@ _REFERENCE = {
     "√Ī2": 3.0**0.5,
     "Ī2": 3.0,
     "Ĩ2": 3.0**1.5,
+    # Power sums Σ λ̄_i^a of the isochoric principal stretches: 3 at F = I.
+    "Σλ": 3.0,
+    "Σλ⁻¹": 3.0,
+    "Σλ⁴": 3.0,
+    "Σλ⁻⁴": 3.0,
+    "Σλ⁶": 3.0,
+    "Σλ⁻⁶": 3.0,
 }
 
 
-def _invariant_values(I1: Array, I2: Array) -> dict[str, Array]:
-    """Every input candidate at `J = 1` from the principal invariants."""
+def _invariant_values(I1: Array, I2: Array) -> dict[str, Callable[[], Array]]:
+    """Every input candidate at `J = 1` from the principal invariants, lazily.
+
+    At `J = 1` the squared principal stretches are the roots of
+    `x³ - I1 x² + I2 x - 1`, so Newton's identities give the power sums
+    `Σλ⁴ = I1² - 2 I2`, `Σλ⁶ = I1³ - 3 I1 I2 + 3` (and the same with `I1`, `I2`
+    swapped for the inverse stretches), and `(Σλ)² = I1 + 2 Σλ⁻¹`.
+    """
+    one = jnp.ones_like(I1)
     return {
-        "√Ĩ1": jnp.sqrt(I1),
-        "Ĩ1": I1,
-        "Ī1": I1,
-        "√Ī2": jnp.sqrt(I2),
-        "Ī2": I2,
-        "Ĩ2": I2**1.5,
+        "√Ĩ1": lambda: jnp.sqrt(I1),
+        "Ĩ1": lambda: I1,
+        "Ī1": lambda: I1,
+        "√Ī2": lambda: jnp.sqrt(I2),
+        "Ī2": lambda: I2,
+        "Ĩ2": lambda: I2**1.5,
+        "Σλ": lambda: _singular_value_sum(I1, I2, one),
+        "Σλ⁻¹": lambda: _singular_value_sum(I2, I1, one),
+        "Σλ⁴": lambda: I1 * I1 - 2.0 * I2,
+        "Σλ⁻⁴": lambda: I2 * I2 - 2.0 * I1,
+        "Σλ⁶": lambda: I1 * (I1 * I1 - 3.0 * I2) + 3.0,
+        "Σλ⁻⁶": lambda: I2 * (I2 * I2 - 3.0 * I1) + 3.0,
+    }
+
+
+def _lifted_values(F: Array, cof: Array, J: Array) -> dict[str, Callable[[], Array]]:
+    """Every input candidate from independent `(F, cof F, J)`, lazily.
+
+    Each is a convex function of `F` or of `cof F` (a norm, a power of one or
+    a sum of powers of the singular values, Ball 1977) times a power of `J`,
+    and equals its `_invariant_values` entry when `cof`, `J` are those of `F`.
+    """
+    C, G = F.T @ F, cof.T @ cof
+    F2, cof2 = jnp.trace(C), jnp.trace(G)
+    return {
+        "√Ĩ1": lambda: jnp.sqrt(F2) * J ** (-1.0 / 3.0),
+        "Ĩ1": lambda: F2 * J ** (-2.0 / 3.0),
+        "Ī1": lambda: F2 * J ** (-2.0 / 3.0),
+        "√Ī2": lambda: jnp.sqrt(cof2) * J ** (-2.0 / 3.0),
+        "Ī2": lambda: cof2 * J ** (-4.0 / 3.0),
+        "Ĩ2": lambda: cof2**1.5 / J**2,
+        "Σλ": lambda: (
+            _singular_value_sum(F2, jnp.sum(_cofactor(F) ** 2), jnp.abs(_det(F)))
+            * J ** (-1.0 / 3.0)
+        ),
+        "Σλ⁻¹": lambda: (
+            _singular_value_sum(cof2, jnp.sum(_cofactor(cof) ** 2), jnp.abs(_det(cof)))
+            * J ** (-2.0 / 3.0)
+        ),
+        "Σλ⁴": lambda: jnp.sum(C * C) * J ** (-4.0 / 3.0),
+        "Σλ⁻⁴": lambda: jnp.sum(G * G) * J ** (-8.0 / 3.0),
+        "Σλ⁶": lambda: jnp.sum(C * (C @ C)) / J**2,
+        "Σλ⁻⁶": lambda: jnp.sum(G * (G @ G)) / J**4,
     }
 
 
 def _shifted_inputs(
-    invariants: str, values: dict[str, Array], scale: Sequence[float] | None = None
+    invariants: str,
+    values: dict[str, Callable[[], Array]],
+    scale: Sequence[float] | None = None,
 ) -> Array:
-    if scale is not None:
-        names = INVARIANT_SETS[invariants]
-        return jnp.stack(
-            [
-                (values[k] - _REFERENCE[k]) / s
-                for k, s in zip(names, scale, strict=True)
-            ],
-            axis=-1,
-        )
     names = INVARIANT_SETS[invariants]
-    return jnp.stack([values[k] - _REFERENCE[k] for k in names], axis=-1)
+    scale = (1.0,) * len(names) if scale is None else scale
+    return jnp.stack(
+        [(values[k]() - _REFERENCE[k]) / s for k, s in zip(names, scale, strict=True)],
+        axis=-1,
+    )
 
 
 class IncompressiblePANN(AbstractIsotropicPotential):
@@ -156,34 +207,49 @@ class IncompressiblePANN(AbstractIsotropicPotential):
     shifted to zero at `F = I` ([`pann_inputs`][klax.mechanics.pann_inputs]).
     Input sets:
 
-    - `"incompressible"` (the default of `klax-calibrate`):
-      $(\\sqrt{\\tilde I_1}, \\tilde I_1, \\sqrt{\\bar I_2}, \\bar I_2)$. The
-      classical models lie in the model class: neo-Hooke and Mooney–Rivlin
-      are linear in $\\bar I_1 = \\tilde I_1$ and $\\bar I_2$, which the
-      passthrough of `N` represents exactly; the square roots give the
+    - `"power-sums"` (the default of `klax-calibrate`): the power sums
+      $\\sum_i \\bar\\lambda_i^{a}$ of the isochoric principal stretches for
+      $a = 1, -1, 2, -2, 4, -4, 6, -6$, in this order
+      ($a = \\pm 2$ are $\\tilde I_1 = \\bar I_1$ and $\\bar I_2$; the others
+      are polynomials in $\\bar I_1, \\bar I_2$, or for $a = \\pm 1$ the
+      largest root of a quartic in them, so no eigenvalue problem is solved
+      and the energy is smooth where stretches coincide). An Ogden model
+      whose exponents are in the set and whose terms have $\\mu_p \\alpha_p >
+      0$, Mooney–Rivlin and neo-Hooke among them, is inside the model class
+      exactly (through the passthrough of `N`); other exponents are
+      interpolated. Unlike the sets below, these inputs depend on both
+      invariants, so the energy's cross-derivative
+      $\\partial^2 W / \\partial \\bar I_1 \\partial \\bar I_2$ may take
+      either sign, as the Ogden models' does.
+    - `"incompressible"`:
+      $(\\sqrt{\\tilde I_1}, \\tilde I_1, \\sqrt{\\bar I_2}, \\bar I_2)$ (the
+      default of `klax-calibrate` before `"power-sums"`). Neo-Hooke and
+      Mooney–Rivlin are inside the class; the square roots give the
       slower-than-quadratic growth of Ogden terms with exponents below 2 and
-      the concave-in-$\\bar I_2$ response (Carroll-type models) that rubber
-      data in equibiaxial tension need. At exactly `J = 1`,
-      $\\sqrt{\\tilde I_1} = \\|F\\|$, $\\tilde I_1 = \\|F\\|^2$,
-      $\\sqrt{\\bar I_2} = \\|\\operatorname{cof} F\\|$ and
-      $\\bar I_2 = \\|\\operatorname{cof} F\\|^2$ are convex in `F` and `cof F`,
-      so the potential is polyconvex on the incompressible manifold, where it
-      is used; it is **not** polyconvex as a function of a compressible `F`
-      (`J ≠ 1`).
+      the concave-in-$\\bar I_2$ response (Carroll-type models). Each input
+      depends on one invariant only, and with non-negative weights and
+      convex, non-decreasing activations every second cross-derivative of
+      `N` is non-negative, so
+      $\\partial^2 W / \\partial \\bar I_1 \\partial \\bar I_2 \\geq 0$ for every
+      PANN on this set (and on the two below): materials with a negative
+      cross-derivative (Ogden models with widely spread exponents) are
+      approximated, not represented.
     - `"polyconvex"` (default): $(\\tilde I_1, \\tilde I_2)$ of Dammaß, Kalina &
       Kästner (2025), polyconvex for every `J > 0`. A function convex
       and non-decreasing in $\\tilde I_2$ cannot contain a term linear in
       $\\bar I_2$, so Mooney–Rivlin is outside this class.
     - `"isochoric"`: $(\\bar I_1, \\bar I_2)$ (the reference example's
-      choice; polyconvex only at `J = 1`, as `"incompressible"`).
+      choice).
 
-    A limit of the class: with non-negative weights and convex,
-    non-decreasing activations every second cross-derivative of `N` is
-    non-negative, and each input depends on one invariant only, so
-    $\\partial^2 W / \\partial \\bar I_1 \\partial \\bar I_2 \\geq 0$ for every such
-    PANN. Materials whose energy has a negative cross-derivative (Ogden
-    models with widely spread exponents, for example) are approximated, not
-    represented: on such data the held-out load cases are the first to show it.
+    Polyconvexity. At `J = 1` each input of `"power-sums"` and
+    `"incompressible"` is a convex function of `F` or of `cof F`: a norm,
+    the square of one, or a sum of convex non-decreasing functions of the
+    singular values ($\\sum_i \\sigma_i^a$, $a \\geq 1$, Ball 1977); the
+    inverse stretches are the singular values of `cof F`. So these
+    potentials are polyconvex on the incompressible manifold, where they are
+    used, but **not** as functions of a compressible `F` (`J ≠ 1`);
+    `"isochoric"` likewise. Only `"polyconvex"` is polyconvex for every
+    `J > 0` ([`POLYCONVEX_AT_ANY_J`][klax.mechanics.POLYCONVEX_AT_ANY_J]).
 
     Convexity and monotonicity of `N`, together with every input being at
     least its reference value, make `W` polyconvex (in the sense above), zero
@@ -222,7 +288,8 @@ class IncompressiblePANN(AbstractIsotropicPotential):
 
         - `width_sizes`: hidden widths of the FICNN, e.g. `[8]` (one layer of 8,
           the reference example) or `[4, 4]` (Dammaß et al.).
-        - `invariants`: the input set: `"incompressible"` for
+        - `invariants`: the input set: `"power-sums"` for the eight power
+          sums of the isochoric principal stretches, `"incompressible"` for
           $(\\sqrt{\\tilde I_1}, \\tilde I_1, \\sqrt{\\bar I_2}, \\bar I_2)$,
           `"polyconvex"` for
           $(\\tilde I_1, \\tilde I_2)$ or `"isochoric"` for $(\\bar I_1, \\bar I_2)$.
@@ -284,20 +351,9 @@ class IncompressiblePANN(AbstractIsotropicPotential):
         """
         check_finalized(self)
         F, cof, J = jnp.asarray(F), jnp.asarray(cof), jnp.asarray(J)
-        I1 = jnp.sum(F * F) * J ** (-2.0 / 3.0)
-        cof2 = jnp.sum(cof * cof)
-        norm = jnp.sqrt(cof2)
-        F2 = jnp.sum(F * F)
-        values = {
-            "√Ĩ1": jnp.sqrt(F2) * J ** (-1.0 / 3.0),
-            "Ĩ1": I1,
-            "Ī1": I1,
-            "√Ī2": norm * J ** (-2.0 / 3.0),
-            "Ī2": cof2 * J ** (-4.0 / 3.0),
-            "Ĩ2": norm**3 / J**2,
-        }
+        values = _lifted_values(F, cof, J)
         x = _shifted_inputs(self.invariants, values, self.input_scale)
-        return self._energy(x, I1)
+        return self._energy(x, values["Ĩ1"]())
 
     def isotropic_energy(self, I1: ArrayLike, I2: ArrayLike) -> Scalar:
         """The energy at `J = 1` as a function of the invariants `I1`, `I2`."""

@@ -1,7 +1,7 @@
 """`klax-calibrate`: fit a hyperelastic potential to homogeneous-test data.
 
-By default: an incompressible isotropic PANN on the polyconvex invariants
-(Ĩ1, Ĩ2) is calibrated on Treloar's uniaxial and equibiaxial data (shipped
+By default: an incompressible isotropic PANN on power sums of the isochoric
+principal stretches (`--invariants power-sums`) is calibrated on Treloar's uniaxial and equibiaxial data (shipped
 with klax) and predicts pure shear. Data files may mix uniaxial (tension and
 compression), equibiaxial, pure-shear, general biaxial and simple-shear
 tests, with stresses in MPa, kPa or Pa. Run `klax-calibrate --help` (or
@@ -159,11 +159,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     add(
         "--invariants",
-        choices=("incompressible", "polyconvex", "isochoric"),
-        default="incompressible",
-        help="PANN inputs: incompressible (√Ĩ1, Ĩ1, √Ī2, Ī2), polyconvex at J = 1; "
+        choices=("power-sums", "incompressible", "polyconvex", "isochoric"),
+        default="power-sums",
+        help="PANN inputs: power-sums (√Ī1, √Ī2 and the power sums Σλ̄^a of the "
+        "isochoric principal stretches, a = ±1, ±2, ±4, ±6), polyconvex at J = 1; "
+        "incompressible (√Ĩ1, Ĩ1, √Ī2, Ī2), polyconvex at J = 1; "
         "polyconvex (Ĩ1, Ĩ2), polyconvex at any J; isochoric (Ī1, Ī2) "
-        "(default: incompressible)",
+        "(default: power-sums)",
     )
     add("--width", type=int, default=8, help="hidden width of the FICNN (default: 8)")
     add(
