@@ -1,11 +1,12 @@
 """`klax-calibrate`: fit a hyperelastic potential to homogeneous-test data.
 
 By default: an incompressible isotropic PANN on power sums of the isochoric
-principal stretches (`--invariants power-sums`) is calibrated on Treloar's uniaxial and equibiaxial data (shipped
-with klax) and predicts pure shear. Data files may mix uniaxial (tension and
-compression), equibiaxial, pure-shear, general biaxial and simple-shear
-tests, with stresses in MPa, kPa or Pa. Run `klax-calibrate --help` (or
-`python -m klax.mechanics.calibrate --help`) for the options.
+principal stretches (`--invariants power-sums`) is calibrated on Treloar's
+uniaxial and equibiaxial data (shipped with klax) and predicts pure shear.
+Data files may mix uniaxial (tension and compression), equibiaxial,
+pure-shear, general biaxial and simple-shear tests, with stresses in MPa,
+kPa or Pa. Run `klax-calibrate --help` (or `python -m
+klax.mechanics.calibrate --help`) for the options.
 
 Outputs in `--out`: `model.eqx` + `model.json` (reload with
 `klax.mechanics.load_model`), `metrics.csv`, `history.csv`, `fit.png`.
