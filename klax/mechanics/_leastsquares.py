@@ -124,7 +124,11 @@ def _levenberg_marquardt(
         r = fn(x)
         return r, r
 
-    jacobian = jax.jacfwd(with_residual, has_aux=True)
+    # Forward mode costs one pass per parameter, reverse mode one per
+    # residual: take the cheaper (the shapes are known when tracing).
+    residuals = jax.eval_shape(fn, x0).size
+    mode = jax.jacrev if residuals < x0.shape[0] else jax.jacfwd
+    jacobian = mode(with_residual, has_aux=True)
     dtype = x0.dtype
 
     # Every iteration linearises at a trial point, accepts or rejects it and
