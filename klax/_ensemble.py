@@ -24,7 +24,7 @@ from ._datahandler import Batcher, batch_data
 from ._logging import History, Metric
 from ._loop import DEFAULT_OPTIMIZER, train
 from ._losses import Loss, mse
-from ._misc import check_callable, check_index, check_int, compose_doc
+from ._misc import check_callable, check_index, check_int, compose_doc, stack_signature
 from ._training import FIT_DOCS
 from ._wrappers import finalize
 
@@ -203,27 +203,23 @@ def stack_ensemble(models: Sequence[TModel]) -> TModel:
     models = list(models)
     if not models:
         raise ValueError("`klax.stack_ensemble(models=...)` needs at least one model.")
-    parts = [eqx.partition(m, eqx.is_array) for m in models]
-
-    def shapes(tree):
-        return [(np.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(tree)]
-
-    first_dynamic, first_static = parts[0]
-    for i, (dynamic, static) in enumerate(parts[1:], start=1):
-        same_tree = jax.tree.structure(dynamic) == jax.tree.structure(first_dynamic)
-        if not (same_tree and eqx.tree_equal(static, first_static)):
+    static, arrays = stack_signature(models[0])
+    for i, model in enumerate(models[1:], start=1):
+        model_static, model_arrays = stack_signature(model)
+        if model_static != static:
             raise ValueError(
                 f"`klax.stack_ensemble`: model {i} differs from model 0 in its "
                 "structure or in a non-array field; only models built alike "
                 "(same class, sizes and options) can form an ensemble."
             )
-        if shapes(dynamic) != shapes(first_dynamic):
+        if model_arrays != arrays:
             raise ValueError(
                 f"`klax.stack_ensemble`: the arrays of model {i} differ in shape or "
                 "dtype from those of model 0."
             )
-    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[d for d, _ in parts])
-    return eqx.combine(stacked, first_static)
+    dynamic = [eqx.filter(m, eqx.is_array) for m in models]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *dynamic)
+    return eqx.combine(stacked, eqx.filter(models[0], eqx.is_array, inverse=True))
 
 
 class EnsembleOutput(NamedTuple):

@@ -12,7 +12,7 @@ from jaxtyping import PRNGKeyArray, PyTree
 
 from ._callbacks import Callback
 from ._datahandler import Batcher
-from ._misc import check_callable, check_int, describe, invalid
+from ._misc import check_callable, check_int, check_str, describe, invalid
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,12 +32,6 @@ class Metric(Protocol):
     def __call__(self, context: Any) -> Any: ...
 
 
-def _check_name(name: Any, where: str) -> str:
-    if not isinstance(name, str):
-        raise invalid(f"`{where}(name=...)`", "a string", describe(name), "", TypeError)
-    return name
-
-
 def metric(name: str, verbose: bool = False) -> Callable[[F], F]:
     """Make a function of the training context a metric (sets `name`, `verbose`).
 
@@ -54,7 +48,7 @@ def metric(name: str, verbose: bool = False) -> Callable[[F], F]:
         >>> current_step.name, current_step.verbose
         ('step', True)
     """
-    _check_name(name, "klax.metric")
+    check_str(name, "`klax.metric(name=...)`")
 
     def decorator(func: F) -> F:
         func.name = name  # pyright: ignore[reportFunctionMemberAccess]
@@ -99,7 +93,7 @@ class BatchMetric:
             "`klax.BatchMetric(func=...)`",
             "callable as func(model, batch, run_state)",
         )
-        self.name = _check_name(name, "klax.BatchMetric")
+        self.name = check_str(name, "`klax.BatchMetric(name=...)`")
         self.verbose = verbose
         self.batch_generator = batcher(data, batch_size, batch_axes, key=key)
         self.func = eqx.filter_jit(func) if jit_compile else func

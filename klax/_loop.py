@@ -11,6 +11,7 @@ import functools as ft
 import operator
 import warnings
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import equinox as eqx
@@ -29,7 +30,7 @@ from ._datahandler import (
     epoch_keys,
     permutations,
 )
-from ._logging import BatchMetric, History, Metric, MetricLogger
+from ._logging import BatchMetric, History, MetricLogger
 from ._losses import Loss
 from ._misc import (
     check_callbacks,
@@ -38,17 +39,20 @@ from ._misc import (
     check_member_axis,
     check_opt_state,
     invalid,
+    is_none,
+    same,
+    stack_signature,
+    with_extra_args,
 )
 from ._sharding import (
-    BatchShardedLoss,
     along,
     constrain_leading,
     gather,
     place,
-    replicate,
     replicated,
     resolve_mesh,
     shard_plan,
+    split_batch,
 )
 from ._trainstate import TrainingContext, TrainingState
 from ._wrappers import apply
@@ -57,15 +61,6 @@ DEFAULT_OPTIMIZER = optax.adam(1e-3)
 
 # ---------------------------------------------------------------------------
 # The update rule
-
-
-def with_extra_args(
-    optimizer: optax.GradientTransformation,
-) -> optax.GradientTransformationExtraArgs:
-    """`optimizer` itself if it accepts extra arguments, else a wrapped copy."""
-    if isinstance(optimizer, optax.GradientTransformationExtraArgs):
-        return optimizer
-    return optax.with_extra_args_support(optimizer)
 
 
 def train_step(
@@ -150,13 +145,23 @@ class Layout(eqx.Module):
 
     `members` is None for one model, `member_axes` (the mesh axes splitting the
     members) if they are not split; `run_state_axis` is 0 if the run state has
-    a member axis.
+    a member axis; `batch_split`, if the batches are split over the mesh, is
+    `(mesh axes, leaves, treedef)` of `batch_axes` (flattened: hashable).
     """
 
     members: int | None = eqx.field(static=True, default=None)
     run_state_axis: int | None = eqx.field(static=True, default=None)
     mesh: Any = eqx.field(static=True, default=None)
     member_axes: tuple[str, ...] | None = eqx.field(static=True, default=None)
+    batch_split: Any = eqx.field(static=True, default=None)
+
+    def split_batch(self, batch: PyTree) -> PyTree:
+        """`batch` split over the mesh (data parallel), if the batches are."""
+        if self.batch_split is None:
+            return batch
+        axes, leaves, treedef = self.batch_split
+        batch_axes = jax.tree.unflatten(treedef, leaves)
+        return split_batch(batch, self.mesh, axes, batch_axes)
 
     def sharding(self, ndim: int) -> Any:
         """Where an array with a member axis lies: split if the members are."""
@@ -174,7 +179,7 @@ class Layout(eqx.Module):
 
     def place_shared(self, tree: PyTree) -> PyTree:
         """Arrays every member reads, replicated on the mesh."""
-        return tree if self.mesh is None else replicate(tree, self.mesh)
+        return tree if self.mesh is None else place(tree, lambda _: self.sharding(0))
 
     def map(self, fn: Callable, in_axes: Any = None) -> Callable:
         """`fn` vmapped over the members (by default `eqx.filter_vmap`), if any."""
@@ -207,12 +212,14 @@ def _run_chunk(
     Guarded, an update is kept only where the member is alive and its loss and
     parameters are finite; otherwise the member is frozen and `health =
     (alive, stop_step, reason)` records it. The loop ends once no member is
-    alive. Unguarded (a single model: the select and the per-step parameter
-    check cost about a fifth of a small model's step), every update is applied
-    and the chunk, if not `clean`, is replayed guarded by the host.
+    alive. Unguarded (while every member is alive: the select and the per-step
+    parameter check add a third to the kernels of a small model's step), every
+    update is applied, the loop ends at the first non-finite loss, and the
+    host replays a chunk that is not `clean` guarded.
 
     Returns the state leaves, the number of updates done, the health, whether
-    any member is alive and whether the chunk was clean.
+    any member is alive and whether every member is alive with finite
+    parameters (`clean`).
     """
     state = jax.tree.unflatten(state_treedef, state_leaves)
     dynamic, static = eqx.partition((state.model, state.opt_state), eqx.is_array)
@@ -223,7 +230,8 @@ def _run_chunk(
         model, opt_state = eqx.combine(dynamic, static)
         run_state = eqx.combine(rs_dynamic, rs_static)
         old = TrainingState(model, opt_state, run_state, step)
-        new, value = train_step(old, sampler.draw(shared, own, i), loss, optimizer)
+        batch = layout.split_batch(sampler.draw(shared, own, i))
+        new, value = train_step(old, batch, loss, optimizer)
         new_dynamic, new_static = eqx.partition(
             (new.model, new.opt_state), eqx.is_array
         )
@@ -251,25 +259,25 @@ def _run_chunk(
 
     def cond(carry):
         i, _, _, (alive, _, _) = carry
-        return (i < num_steps) & jnp.any(alive)
+        return (i < num_steps) & (jnp.any(alive) if guarded else jnp.all(alive))
 
     def body(carry):
         i, done, dynamic, (alive, stop_step, reason) = carry
         step = step0 + done
-        new_dynamic, loss_ok, params_ok = update(dynamic, own, rs_dynamic, i, step)
-        if not guarded:  # no bookkeeping: a chunk that is not clean is replayed
-            return i + 1, done + 1, new_dynamic, (loss_ok, stop_step, reason)
-        ok = loss_ok & params_ok
-        accept = alive & ok
-        dynamic = select(accept, new_dynamic, dynamic)
+        new, loss_ok, params_ok = update(dynamic, own, rs_dynamic, i, step)
+        if guarded:
+            ok = loss_ok & params_ok
+            failed, alive = alive & ~ok, alive & ok
+            new = select(alive, new, dynamic)
+            stop_step = jnp.where(failed, step + 1, stop_step).astype(stop_step.dtype)
+            code = jnp.where(loss_ok, NONFINITE_PARAMS, NONFINITE_LOSS)
+            reason = jnp.where(failed, code, reason).astype(reason.dtype)
+            done = done + jnp.any(alive).astype(done.dtype)
+        else:  # no bookkeeping: a chunk that is not clean is replayed
+            done, alive = done + 1, loss_ok
         if layout.member_axes is not None:
-            dynamic = constrain_leading(dynamic, layout.mesh, layout.member_axes)
-        failed = alive & ~ok
-        stop_step = jnp.where(failed, step + 1, stop_step).astype(stop_step.dtype)
-        code = jnp.where(loss_ok, NONFINITE_PARAMS, NONFINITE_LOSS)
-        reason = jnp.where(failed, code, reason).astype(reason.dtype)
-        done = done + jnp.any(accept).astype(done.dtype)
-        return i + 1, done, dynamic, (accept, stop_step, reason)
+            new = constrain_leading(new, layout.mesh, layout.member_axes)
+        return i + 1, done, new, (alive, stop_step, reason)
 
     zero = jnp.array(0, jnp.int32)
     _, done, dynamic, health = jax.lax.while_loop(
@@ -277,9 +285,8 @@ def _run_chunk(
     )
     model, opt_state = eqx.combine(dynamic, static)
     new_state = TrainingState(model, opt_state, state.run_state, step0 + done)
-    alive = jnp.any(health[0])
-    clean = alive & _all_finite(eqx.filter(model, eqx.is_inexact_array))
-    return jax.tree.leaves(new_state), done, health, alive, guarded | clean
+    clean = jnp.all(health[0]) & _all_finite(eqx.filter(model, eqx.is_inexact_array))
+    return jax.tree.leaves(new_state), done, health, jnp.any(health[0]), clean
 
 
 # Feeders: `chunk(num_steps)` gives the next chunk's sampler and arrays (None
@@ -376,21 +383,6 @@ class DeviceFeeder:
             self.position += done
 
 
-def _signature(batch: PyTree) -> Any:
-    """What must agree for batches to be stacked and share a compilation."""
-    leaves, treedef = jax.tree.flatten(batch)
-    return treedef, tuple(
-        (np.shape(x), x.dtype) if eqx.is_array(x) else ("static", x) for x in leaves
-    )
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:
-        return False
-
-
 def _stack(xs: Sequence[Any], axis: int) -> Any:
     if all(isinstance(x, np.ndarray | np.generic) for x in xs):
         return np.stack(xs, axis)
@@ -407,26 +399,26 @@ _MAX_HOST_CHUNK = 1000
 _MAX_HOST_CHUNK_BYTES = 64 * 2**20
 
 
-def host_chunk(periods: Sequence[int | None], steps: int) -> int:
-    """The number of host batches to stack per chunk (at most the shortest period)."""
-    given = [p for p in periods if p is not None]
-    return max(1, min([*given, steps, _MAX_HOST_CHUNK]))
-
-
 class HostFeeder:
     """Chunks of batches drawn from `context.batch_generator` (looked up each time).
 
     With members, it yields one batch per member and step. Consecutive steps
     whose batches agree in structure, shapes, dtypes and non-array leaves are
-    stacked (padded to a fixed length: one compilation) and transferred at
-    once; a step that differs starts the next chunk.
+    stacked (padded to a fixed length, at most the shortest of the callbacks'
+    `periods`: one compilation) and transferred at once; a step that differs
+    starts the next chunk.
     """
 
     def __init__(
-        self, context: TrainingContext, chunk: int, offset: int, layout: Layout
+        self,
+        context: TrainingContext,
+        periods: Sequence[int | None],
+        offset: int,
+        layout: Layout,
     ):
         self.context = context
-        self.length = max(1, chunk)
+        given = [p for p in periods if p is not None]
+        self.length = max(1, min([*given, context.steps, _MAX_HOST_CHUNK]))
         self.layout = layout
         self.pending: list[tuple[PyTree, ...]] = []
         for _ in range(offset):
@@ -456,8 +448,8 @@ class HostFeeder:
         first = self._next()
         if first is None:
             return None
-        signature = _signature(first[0])
-        if not all(_same(_signature(b), signature) for b in first[1:]):
+        signature = stack_signature(first[0])
+        if not all(same(stack_signature(b), signature) for b in first[1:]):
             raise ValueError(
                 "The members' batches of one step differ in structure, shape, dtype "
                 "or non-array leaves; `klax.fit_ensemble` needs batches that can "
@@ -471,7 +463,7 @@ class HostFeeder:
             item = self._next()
             if item is None:
                 break
-            if not all(_same(_signature(b), signature) for b in item):
+            if not all(same(stack_signature(b), signature) for b in item):
                 self.pending.append(item)
                 break
             group.append(item)
@@ -504,6 +496,7 @@ def run_loop(
     shape = () if layout.members is None else (layout.members,)
     zeros = jnp.zeros(shape, jnp.int32)
     health = layout.place_members((jnp.ones(shape, bool), zeros, zeros))
+    guarded = False
     for callback in callbacks:
         callback.on_training_start(context)
     while True:
@@ -525,15 +518,14 @@ def run_loop(
         args = (context._state_leaves, context._state_treedef, layout, sampler)
         args += (shared, own, health, np.int32(count), context.loss, optimizer)
 
-        # A single model runs unguarded and replays the chunk only if needed.
-        leaves, done, new_health, alive, clean = _run_chunk(
-            *args, layout.members is not None
-        )
+        # Unguarded while every member is alive; a chunk that is not clean is
+        # replayed guarded (finding and rejecting the first bad updates).
+        leaves, done, new_health, alive, clean = _run_chunk(*args, guarded)
         done, alive, clean = (int(x) for x in jax.device_get((done, alive, clean)))
-        if not clean:  # replay guarded: find and reject the first bad update
-            leaves, done, new_health, alive, _ = _run_chunk(*args, True)
-            done, alive = (int(x) for x in jax.device_get((done, alive)))
-        health = new_health
+        if not (guarded or clean):
+            leaves, done, new_health, alive, clean = _run_chunk(*args, True)
+            done, alive, clean = (int(x) for x in jax.device_get((done, alive, clean)))
+        health, guarded = new_health, not clean
         feeder.advance(done)
         if done:
             context.update_state(leaves)
@@ -627,119 +619,88 @@ def _members_loss(
     return evaluate
 
 
-def _member_batches(batcher, data, batch_size, batch_axes, keys):
-    """One batch per member and step, member `m`'s from `batcher(..., key=keys[m])`."""
-    generators = [batcher(data, batch_size, batch_axes, key=k) for k in keys]
-    while True:
-        try:
-            yield tuple(next(g) for g in generators)
-        except StopIteration:
-            return
-
-
 def train(
-    model: Any,
-    data: PyTree,
-    *,
-    where: str,
-    members: int | None,
-    batch_size: int,
-    batch_axes: PyTree,
-    run_state: Any,
-    validation_data: PyTree,
-    steps: int,
-    loss: Loss,
-    optimizer: optax.GradientTransformation,
-    init_opt_state: PyTree,
-    batcher: Any,
-    make_logger: bool,
-    metrics: Sequence[Metric] | None,
-    log_every: int,
-    verbose: int,
-    callbacks: Sequence[Any] | None,
-    batch_offset: int,
-    mesh: Any,
-    key: PRNGKeyArray,
-    run_state_per_member: bool = False,
-    shard: Any = "batch",
+    model: Any, *, where: str, members: int | None, **options: Any
 ) -> tuple[Any, History | None]:
     """`klax.fit` (`members=None`) and `klax.fit_ensemble` (`members=N`).
 
-    `where` names the public function in error messages.
+    `options` are their other arguments; `where` names the function in errors.
     """
-    steps = check_int(steps, f"`{where}(steps=...)`")
-    batch_offset = check_int(batch_offset, f"`{where}(batch_offset=...)`")
-    check_loss_and_optimizer(loss, optimizer, where)
-    callbacks = check_callbacks(callbacks)
-    mesh = resolve_mesh(mesh, where)
+    o = SimpleNamespace(**{"run_state_per_member": False, "shard": "batch", **options})
+    steps = check_int(o.steps, f"`{where}(steps=...)`")
+    batch_offset = check_int(o.batch_offset, f"`{where}(batch_offset=...)`")
+    check_loss_and_optimizer(o.loss, o.optimizer, where)
+    callbacks = check_callbacks(o.callbacks)
+    mesh = resolve_mesh(o.mesh, where)
     member_axes, batch_mesh_axes = (
-        (None, None) if mesh is None else shard_plan(mesh, shard, members, where)
+        (None, None) if mesh is None else shard_plan(mesh, o.shard, members, where)
     )
-    layout = Layout(members, 0 if run_state_per_member else None, mesh, member_axes)
-    if run_state_per_member:
-        check_member_axis(run_state, members, f"`{where}(run_state=...)`")
-    if validation_data is not None:
-        check_like(data, validation_data, batch_axes, f"`{where}(validation_data=...)`")
+    data, batch_axes, batcher = o.data, o.batch_axes, o.batcher
+    split = None
+    if batch_mesh_axes is not None:
+        split = (batch_mesh_axes, *jax.tree.flatten(batch_axes, is_leaf=is_none))
+    per_member = o.run_state_per_member
+    layout = Layout(members, 0 if per_member else None, mesh, member_axes, split)
+    if per_member:
+        check_member_axis(o.run_state, members, f"`{where}(run_state=...)`")
+    if o.validation_data is not None:
+        name = f"`{where}(validation_data=...)`"
+        check_like(data, o.validation_data, batch_axes, name)
 
-    params, init = eqx.filter(model, eqx.is_inexact_array), layout.map(optimizer.init)
-    opt_state = init_opt_state
+    params, init = eqx.filter(model, eqx.is_inexact_array), layout.map(o.optimizer.init)
+    opt_state = o.init_opt_state
     if opt_state is None:
         opt_state = init(params)
     else:
         check_opt_state(init, params, opt_state, f"`{where}(init_opt_state=...)`")
     model = layout.map(apply)(model)
     if members is None:
-        batch_keys = jr.split(key)[0]
-        batch_generator = batcher(data, batch_size, batch_axes, key=batch_keys)
-    else:
-        batch_keys = jax.vmap(lambda k: jr.split(k)[0])(jr.split(key, members))
-        batch_generator = _member_batches(
-            batcher, data, batch_size, batch_axes, batch_keys
+        batch_keys = jr.split(o.key)[0]
+        batches = batcher(data, o.batch_size, batch_axes, key=batch_keys)
+    else:  # one batch per member and step, member m's from key batch_keys[m]
+        batch_keys = jax.vmap(lambda k: jr.split(k)[0])(jr.split(o.key, members))
+        batches = zip(  # until one member's batches run out
+            *[batcher(data, o.batch_size, batch_axes, key=k) for k in batch_keys],
+            strict=False,
         )
 
-    train_loss = loss
-    if mesh is not None:
-        model, opt_state = layout.place_members((model, opt_state))
-        place = layout.place_members if run_state_per_member else layout.place_shared
-        run_state = place(run_state)
-        if batch_mesh_axes is not None:
-            train_loss = BatchShardedLoss(loss, mesh, batch_mesh_axes, batch_axes)
+    model, opt_state = layout.place_members((model, opt_state))  # (on the mesh)
+    place = layout.place_members if per_member else layout.place_shared
     context = TrainingContext(
-        model, optimizer, opt_state, batch_generator, run_state, train_loss, steps
+        model, o.optimizer, opt_state, batches, place(o.run_state), o.loss, steps
     )
 
     logger = None
-    if make_logger:
+    if o.make_logger:
         if members is None:
-            evaluate, metric_key, make = loss, batch_keys, MetricLogger
+            evaluate, metric_key, make = o.loss, batch_keys, MetricLogger
         else:
-            evaluate = _members_loss(loss, layout.run_state_axis, mesh)
+            evaluate = _members_loss(o.loss, layout.run_state_axis, mesh)
             metric_key, make = batch_keys[0], _EnsembleLogger
         metric = ft.partial(
             BatchMetric, func=evaluate, batcher=batcher, batch_axes=batch_axes
         )
         metric = ft.partial(metric, verbose=True, key=metric_key)
-        default = [metric("loss", data=data, batch_size=batch_size)]
-        if validation_data is not None:
-            size = 4 * batch_size
+        default = [metric("loss", data=data, batch_size=o.batch_size)]
+        if o.validation_data is not None:
+            size = 4 * o.batch_size
             default.append(
-                metric("validation_loss", data=validation_data, batch_size=size)
+                metric("validation_loss", data=o.validation_data, batch_size=size)
             )
-        logger = make(log_every, [*default, *(metrics or [])], verbose)
+        logger = make(o.log_every, [*default, *(o.metrics or [])], o.verbose)
         callbacks.append(logger)
 
     def make_feeder(periods: Sequence[int | None]) -> Any:
         if batcher is not batch_data:
-            return HostFeeder(context, host_chunk(periods, steps), batch_offset, layout)
-        size = check_int(batch_size, "batch_size", minimum=1)
+            return HostFeeder(context, periods, batch_offset, layout)
+        size = check_int(o.batch_size, "batch_size", minimum=1)
         return DeviceFeeder(
             data, size, batch_axes, batch_keys, batch_offset, steps, layout
         )
 
     run_loop(context, callbacks, make_feeder, layout)
     warn_stop(context, stacklevel=3)
-    if logger is None:
-        return context.state.model, None
-    logger.history.stop_step = context.stop_step
-    logger.history.stop_reason = context.stop_reason
-    return context.state.model, logger.history
+    history = None if logger is None else logger.history
+    if history is not None:
+        history.stop_step, history.stop_reason = context.stop_step, context.stop_reason
+    return context.state.model, history

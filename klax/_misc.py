@@ -15,6 +15,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 
 def default_floating_dtype() -> Any:
@@ -51,6 +52,33 @@ def compose_doc(**parts: str) -> Callable[[Any], Any]:
         return func
 
     return decorate
+
+
+def with_extra_args(optimizer: Any) -> optax.GradientTransformationExtraArgs:
+    """`optimizer` if it takes extra arguments (`value`, ...), else a wrapped copy."""
+    if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+        return optimizer
+    return optax.with_extra_args_support(optimizer)
+
+
+def stack_signature(tree: Any) -> tuple[Any, Any]:
+    """What pytrees must share to be stacked into one with a leading axis.
+
+    `((structure, non-array leaves), (shape, dtype) of each array)`; compare
+    the first part with `same`.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    static = tuple(None if eqx.is_array(x) else x for x in leaves)
+    arrays = tuple((np.shape(x), jnp.result_type(x)) for x in leaves if eqx.is_array(x))
+    return (treedef, static), arrays
+
+
+def same(a: Any, b: Any) -> bool:
+    """`a == b` as a bool, False where the comparison fails (e.g. of arrays)."""
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 def is_none(x: Any) -> bool:
@@ -125,6 +153,13 @@ def check_bool(value: Any, name: str) -> Any:
     """`value` unchanged, after checking that it is a (Python or NumPy) bool."""
     if not isinstance(value, bool | np.bool_):
         raise invalid(name, "a bool", describe(value), error=TypeError)
+    return value
+
+
+def check_str(value: Any, name: str) -> str:
+    """`value` unchanged, after checking that it is a string."""
+    if not isinstance(value, str):
+        raise invalid(name, "a string", describe(value), error=TypeError)
     return value
 
 

@@ -18,7 +18,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import PyTree
 
 from ._datahandler import broadcast_and_get_size
-from ._losses import Loss
 from ._misc import check_axes, describe, invalid, is_none
 
 
@@ -125,11 +124,6 @@ def place(tree: PyTree, sharding: Any) -> PyTree:
     return jax.tree.map(put, tree)
 
 
-def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
-    """Every array of `tree` replicated on all devices of `mesh`."""
-    return place(tree, lambda x: replicated(mesh))
-
-
 def gather(tree: PyTree, mesh: Mesh) -> PyTree:
     """A copy of `tree` replicated on every device (so every host can read it)."""
     return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
@@ -147,68 +141,33 @@ def constrain_leading(tree: PyTree, mesh: Mesh, axes: Sequence[str]) -> PyTree:
     )
 
 
-class BatchShardedLoss(Loss):
-    """`loss` with each batched array of the batch split over the mesh axes `axes`.
+def split_batch(
+    batch: PyTree, mesh: Mesh, axes: Sequence[str], batch_axes: PyTree
+) -> PyTree:
+    """Inside jit: each batched array of `batch` split along its batch axis.
 
-    XLA then partitions the loss and its gradient over the devices. Wrappers of
-    equal arguments compare equal, so repeated fits share compilations.
+    Split over the mesh axes `axes`; XLA then partitions the loss and its
+    gradient over the devices (data parallel).
     """
+    if batch is None:
+        return batch
+    full_axes, _ = broadcast_and_get_size(batch, batch_axes)
+    devices = axes_size(mesh, axes)
 
-    def __init__(self, loss: Loss, mesh: Mesh, axes: Sequence[str], batch_axes: PyTree):
-        self.loss = loss
-        self.mesh = mesh
-        self.axes = tuple(axes)
-        self.batch_axes = batch_axes
-        leaves, treedef = jax.tree.flatten(batch_axes, is_leaf=is_none)
-        self._key = (loss, mesh, self.axes, tuple(leaves), treedef)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BatchShardedLoss) and self._key == other._key
-
-    def __hash__(self) -> int:
-        return hash(self._key)
-
-    def constrain(self, batch: PyTree) -> PyTree:
-        """`batch` with each batched array split along its batch axis."""
-        if batch is None:
-            return batch
-        full_axes, _ = broadcast_and_get_size(batch, self.batch_axes)
-        devices = axes_size(self.mesh, self.axes)
-
-        def split(axis, x):
-            if axis is None or not eqx.is_array(x):
-                return x
-            ndim = np.ndim(x)
-            axis = axis % ndim
-            if np.shape(x)[axis] % devices:
-                raise invalid(
-                    f"A batch of {np.shape(x)[axis]} samples cannot be split evenly "
-                    f"over the {devices} devices of the mesh axes {self.axes}: the "
-                    "batch size",
-                    f"divisible by {devices}",
-                    str(np.shape(x)[axis]),
-                    f"Choose a batch_size divisible by {devices}.",
-                )
-            return jax.lax.with_sharding_constraint(
-                x, along(self.mesh, self.axes, axis, ndim)
+    def split(axis, x):
+        if axis is None or not eqx.is_array(x):
+            return x
+        ndim = np.ndim(x)
+        axis = axis % ndim
+        if np.shape(x)[axis] % devices:
+            raise invalid(
+                f"A batch of {np.shape(x)[axis]} samples cannot be split evenly "
+                f"over the {devices} devices of the mesh axes {tuple(axes)}: the "
+                "batch size",
+                f"divisible by {devices}",
+                str(np.shape(x)[axis]),
+                f"Choose a batch_size divisible by {devices}.",
             )
+        return jax.lax.with_sharding_constraint(x, along(mesh, axes, axis, ndim))
 
-        return jax.tree.map(split, full_axes, batch, is_leaf=is_none)
-
-    def value(self, model: Any, batch: PyTree, run_state: Any) -> Any:
-        return self.loss.value(model, self.constrain(batch), run_state)
-
-    def __call__(self, model: Any, batch: PyTree, run_state: Any) -> Any:
-        return self.loss(model, self.constrain(batch), run_state)
-
-    def value_and_grad(
-        self, model: Any, batch: PyTree, run_state: Any
-    ) -> tuple[Any, PyTree]:
-        return self.loss.value_and_grad(model, self.constrain(batch), run_state)
-
-    def partitioned_value(
-        self, params: PyTree, static: PyTree, batch: PyTree, run_state: Any
-    ) -> Any:
-        return self.loss.partitioned_value(
-            params, static, self.constrain(batch), run_state
-        )
+    return jax.tree.map(split, full_axes, batch, is_leaf=is_none)

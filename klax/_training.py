@@ -1,5 +1,6 @@
 """Training: one update step, the callback loop around it, and `fit`."""
 
+import functools as ft
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -15,15 +16,13 @@ from ._loop import (
     DEFAULT_OPTIMIZER,
     HostFeeder,
     Layout,
-    host_chunk,
     run_loop,
     train,
     train_step,
     warn_stop,
-    with_extra_args,
 )
 from ._losses import Loss, mse
-from ._misc import check_callbacks, check_int, compose_doc
+from ._misc import check_callbacks, check_int, compose_doc, with_extra_args
 from ._trainstate import TrainingContext
 
 TModel = TypeVar("TModel", bound=eqx.Module)
@@ -177,14 +176,8 @@ def run_training_loop(
     callbacks = check_callbacks(callbacks)
     check_int(context.steps, "`klax.run_training_loop(context)`: context.steps")
     layout = Layout()
-    run_loop(
-        context,
-        callbacks,
-        lambda periods: HostFeeder(
-            context, host_chunk(periods, context.steps), 0, layout
-        ),
-        layout,
-    )
+    feeder = ft.partial(HostFeeder, context, offset=0, layout=layout)
+    run_loop(context, callbacks, feeder, layout)
     warn_stop(context, stacklevel=2)
     return context
 

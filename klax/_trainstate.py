@@ -10,8 +10,10 @@ import optax
 from jaxtyping import Array, Int, PyTree
 
 from ._losses import Loss
+from ._misc import with_extra_args
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class TrainingState:
     """Everything one training step updates: a mutable dataclass, a JAX pytree.
@@ -32,13 +34,6 @@ class TrainingState:
     opt_state: PyTree
     run_state: Any
     step: Int[Array, ""]
-
-
-jax.tree_util.register_dataclass(
-    TrainingState,
-    data_fields=["model", "opt_state", "run_state", "step"],
-    meta_fields=[],
-)
 
 
 class TrainingContext:
@@ -80,9 +75,7 @@ class TrainingContext:
 
         The state starts at step `jnp.array(0, dtype=jnp.int32)`.
         """
-        if not isinstance(optimizer, optax.GradientTransformationExtraArgs):
-            optimizer = optax.with_extra_args_support(optimizer)
-        self.optimizer: optax.GradientTransformationExtraArgs = optimizer
+        self.optimizer = with_extra_args(optimizer)
         self.loss = loss
         self.batch_generator = batch_generator
         self.steps = steps

@@ -29,7 +29,6 @@ SCRIPT = textwrap.dedent(
     import json
     import equinox as eqx, jax, jax.numpy as jnp, jax.random as jr, numpy as np
     import optax, klax
-    from klax._sharding import BatchShardedLoss, replicate, resolve_mesh
 
     jax.config.update("jax_numpy_rank_promotion", "raise")
     out = {"devices": jax.device_count()}
@@ -54,14 +53,18 @@ SCRIPT = textwrap.dedent(
     par, _ = klax.fit(model, (x, y), mesh=mesh, **kw)
     out["fit"] = [diff(ref, par), spec(par)]
 
-    # The sharded loss really splits the batch: its gradient needs an all-reduce.
-    auto = resolve_mesh(mesh, "test")
-    sharded = BatchShardedLoss(klax.mse, auto, ("d",), 0)
-    rep = replicate(klax.apply(model), auto)
-    params, static = eqx.partition(rep, eqx.is_array)
-    vg = lambda p, b: sharded.value_and_grad(eqx.combine(p, static), b, None)
-    hlo = jax.jit(vg).lower(params, (x[:8], y[:8])).compile().as_text()
-    out["all_reduce"] = "all-reduce" in hlo
+    # The loss really sees each batch split over the devices (data parallel).
+    seen = []
+
+    @klax.loss
+    def probe(model, batch, run_state):
+        for array in batch:
+            jax.debug.inspect_array_sharding(
+                array, callback=lambda s: seen.append(str(s.spec)))
+        return klax.mse(model, batch, run_state)
+
+    klax.fit(model, (x, y), mesh=mesh, **dict(kw, loss=probe))
+    out["batch_specs"] = seen
 
     # fit_ensemble: member parallel, data parallel, both on a 2 x 2 mesh.
     ens = klax.make_ensemble(make, 4, key=jr.key(2))
@@ -125,7 +128,9 @@ def test_fit_data_parallel_matches_one_device(four_devices):
     diff, spec = four_devices["fit"]
     assert diff < TOL
     assert spec == str(PartitionSpec())  # parameters replicated
-    assert four_devices["all_reduce"]
+    # Inside the loss (value and gradient), x and y are split along "d".
+    specs = four_devices["batch_specs"]
+    assert specs and set(specs) == {str(PartitionSpec("d"))}
 
 
 @pytest.mark.parametrize(
