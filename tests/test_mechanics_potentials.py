@@ -662,18 +662,11 @@ def test_power_sum_inputs(x64):
     assert km.INVARIANT_SETS["power-sums"][2:4] == ("Ĩ1", "Ī2")
 
 
-def test_ogden_terms_are_inside_the_power_sums():
-    """Passthrough weights alone give exactly an Ogden model with the set's
-    exponents (μ_p α_p > 0): W = Σ (μ_p/α_p)(Σλ̄^α_p - 3), Mooney–Rivlin
-    (α = 2, -2) included; zero hidden-to-output weights."""
-    alphas = np.array([1.0, -1.0, 2.0, -2.0, 4.0, -4.0, 6.0, -6.0])
-    mus = np.array([0.3, -0.05, 0.2, -0.02, 1e-3, -1e-4, 2e-5, -1e-6])
-    model = km.IncompressiblePANN(
-        [4], "power-sums", input_scale=SCALE_PS, key=jr.key(0)
-    )
+def _passthrough_only(model, coefficients):
+    """`model` finalised with zero hidden-to-output weights and the given
+    passthrough weights: an energy linear in the scaled inputs."""
     last: Any = model.network.layers[-1].linear_y
     hidden, passthrough = last.weights[0], last.weights[1]
-    coefficients = mus / alphas * np.asarray(SCALE_PS)
     model = eqx.tree_at(
         lambda m: (
             m.network.layers[-1].linear_y.weights[0].parameter,  # pyright: ignore
@@ -685,50 +678,42 @@ def test_ogden_terms_are_inside_the_power_sums():
             jnp.asarray(coefficients).reshape(passthrough.parameter.shape),
         ),
     )
-    W = klax.finalize(model)
-    ogden = km.Ogden(list(mus), list(alphas))
+    return klax.finalize(model)
+
+
+def _assert_same_load_curves(W, reference):
     lam = jnp.asarray([0.6, 1.0, 1.8, 4.0])
     for case in km.LOAD_CASES:
         np.testing.assert_allclose(
             km.nominal_stress_11(W, case, lam),
-            km.nominal_stress_11(ogden, case, lam),
-            rtol=1e-10,
-            atol=1e-12,
+            km.nominal_stress_11(reference, case, lam),
+            rtol=1e-12,
+            atol=1e-14,
         )
 
 
-def test_mooney_rivlin_is_inside_the_default_input_set():
-    """Zero hidden-to-output weights and passthrough weights (0, c10 s2, 0, c01 s4)
-    give exactly Mooney–Rivlin (Ĩ1 = Ī1 and Ī2 enter linearly)."""
+def test_ogden_terms_are_inside_the_power_sums():
+    """Passthrough weights alone give exactly an Ogden model with the set's
+    exponents (μ_p α_p > 0): W = Σ (μ_p/α_p)(Σλ̄^α_p - 3), Mooney–Rivlin
+    (α = 2, -2) included."""
+    alphas = np.array([1.0, -1.0, 2.0, -2.0, 4.0, -4.0, 6.0, -6.0])
+    mus = np.array([0.3, -0.05, 0.2, -0.02, 1e-3, -1e-4, 2e-5, -1e-6])
+    model = km.IncompressiblePANN(
+        [4], "power-sums", input_scale=SCALE_PS, key=jr.key(0)
+    )
+    W = _passthrough_only(model, mus / alphas * np.asarray(SCALE_PS))
+    _assert_same_load_curves(W, km.Ogden(list(mus), list(alphas)))
+
+
+def test_mooney_rivlin_is_inside_the_incompressible_input_set():
+    """Passthrough weights (0, c10 s2, 0, c01 s4) give exactly Mooney–Rivlin
+    (Ĩ1 = Ī1 and Ī2 enter linearly)."""
     c10, c01 = 0.2, 0.02
     model = km.IncompressiblePANN(
         [4], "incompressible", input_scale=SCALE_3, key=jr.key(0)
     )
-    last: Any = model.network.layers[-1].linear_y
-    hidden, passthrough = last.weights[0], last.weights[1]
-    model = eqx.tree_at(
-        lambda m: (
-            m.network.layers[-1].linear_y.weights[0].parameter,  # pyright: ignore
-            m.network.layers[-1].linear_y.weights[1].parameter,  # pyright: ignore
-        ),
-        model,
-        (
-            jnp.zeros_like(hidden.parameter),
-            jnp.asarray([0.0, c10 * SCALE_3[1], 0.0, c01 * SCALE_3[3]]).reshape(
-                passthrough.parameter.shape
-            ),
-        ),
-    )
-    W = klax.finalize(model)
-    mr = km.MooneyRivlin(c10, c01)
-    lam = jnp.asarray([0.6, 1.0, 1.8, 4.0])
-    for case in km.LOAD_CASES:
-        np.testing.assert_allclose(
-            km.nominal_stress_11(W, case, lam),
-            km.nominal_stress_11(mr, case, lam),
-            rtol=1e-12,
-            atol=1e-14,
-        )
+    W = _passthrough_only(model, [0.0, c10 * SCALE_3[1], 0.0, c01 * SCALE_3[3]])
+    _assert_same_load_curves(W, km.MooneyRivlin(c10, c01))
 
 
 def test_energy_scale():
