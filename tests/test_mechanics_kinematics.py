@@ -347,22 +347,25 @@ def test_singular_value_sum_derivatives():
     np.testing.assert_allclose(grad, U @ Vt, atol=1e-12)
     # Smooth where singular values coincide: the Hessian at A = I is finite
     # and equals the second derivative of ‖F‖_* along a symmetric direction.
-    H = jax.hessian(_stretch_sum)(jnp.eye(3))
+    hess = jax.jit(jax.hessian(_stretch_sum))
+    H = hess(jnp.eye(3))
     assert bool(jnp.all(jnp.isfinite(H)))
     D = jnp.asarray(rng.normal(size=(3, 3)))
-    along = jax.grad(jax.grad(lambda t: _stretch_sum(jnp.eye(3) + t * (D + D.T))))
+    along = jax.jit(
+        jax.grad(jax.grad(lambda t: _stretch_sum(jnp.eye(3) + t * (D + D.T))))
+    )
     # Σσ(I + tS) = 3 + t tr S for small symmetric S: no curvature.
     np.testing.assert_allclose(along(0.0), 0.0, atol=1e-12)
     # Third derivatives (the tangent of the stress of a PANN on Σλ) against
     # central differences of the Hessian.
     A0, dA, eps = jnp.asarray(A[0]), jnp.asarray(rng.normal(size=(3, 3))), 1e-5
-    hess = jax.hessian(_stretch_sum)
     fd = (hess(A0 + eps * dA) - hess(A0 - eps * dA)) / (2 * eps)
-    np.testing.assert_allclose(jax.jvp(hess, (A0,), (dA,))[1], fd, atol=1e-7)
+    third = jax.jit(lambda a, d: jax.jvp(jax.hessian(_stretch_sum), (a,), (d,))[1])
+    np.testing.assert_allclose(third(A0, dA), fd, atol=1e-7)
     # Convex in A (a norm): along random segments.
     B = jnp.asarray(rng.normal(size=(32, 3, 3)))
     t = jnp.asarray(rng.uniform(size=(32, 1, 1)))
-    f = jax.vmap(_stretch_sum)
+    f = jax.jit(jax.vmap(_stretch_sum))
     mix = f(t * jnp.asarray(A) + (1 - t) * B)
     assert bool(
         jnp.all(t[:, 0, 0] * f(jnp.asarray(A)) + (1 - t[:, 0, 0]) * f(B) >= mix - 1e-12)
