@@ -159,8 +159,12 @@ def _lifted_values(F: Array, cof: Array, J: Array) -> dict[str, Callable[[], Arr
     a sum of powers of the singular values, Ball 1977) times a power of `J`,
     and equals its `_invariant_values` entry when `cof`, `J` are those of `F`.
     """
-    C, G = F.T @ F, cof.T @ cof
-    F2, cof2 = jnp.trace(C), jnp.trace(G)
+    F2, cof2 = jnp.sum(F * F), jnp.sum(cof * cof)
+
+    def trace_power(A: Array, k: int) -> Array:  # tr((AᵀA)^k), k = 2 or 3
+        M = A.T @ A
+        return jnp.sum(M * M) if k == 2 else jnp.sum(M * (M @ M))
+
     return {
         "√Ĩ1": lambda: jnp.sqrt(F2) * J ** (-1.0 / 3.0),
         "Ĩ1": lambda: F2 * J ** (-2.0 / 3.0),
@@ -176,10 +180,10 @@ def _lifted_values(F: Array, cof: Array, J: Array) -> dict[str, Callable[[], Arr
             _singular_value_sum(cof2, jnp.sum(_cofactor(cof) ** 2), jnp.abs(_det(cof)))
             * J ** (-2.0 / 3.0)
         ),
-        "Σλ⁴": lambda: jnp.sum(C * C) * J ** (-4.0 / 3.0),
-        "Σλ⁻⁴": lambda: jnp.sum(G * G) * J ** (-8.0 / 3.0),
-        "Σλ⁶": lambda: jnp.sum(C * (C @ C)) / J**2,
-        "Σλ⁻⁶": lambda: jnp.sum(G * (G @ G)) / J**4,
+        "Σλ⁴": lambda: trace_power(F, 2) * J ** (-4.0 / 3.0),
+        "Σλ⁻⁴": lambda: trace_power(cof, 2) * J ** (-8.0 / 3.0),
+        "Σλ⁶": lambda: trace_power(F, 3) / J**2,
+        "Σλ⁻⁶": lambda: trace_power(cof, 3) / J**4,
     }
 
 

@@ -162,8 +162,8 @@ def _parser() -> argparse.ArgumentParser:
         "--invariants",
         choices=("power-sums", "incompressible", "polyconvex", "isochoric"),
         default="power-sums",
-        help="PANN inputs: power-sums (√Ī1, √Ī2 and the power sums Σλ̄^a of the "
-        "isochoric principal stretches, a = ±1, ±2, ±4, ±6), polyconvex at J = 1; "
+        help="PANN inputs: power-sums (the power sums Σλ̄^a of the isochoric "
+        "principal stretches, a = ±1, ±2, ±4, ±6), polyconvex at J = 1; "
         "incompressible (√Ĩ1, Ĩ1, √Ī2, Ī2), polyconvex at J = 1; "
         "polyconvex (Ĩ1, Ĩ2), polyconvex at any J; isochoric (Ī1, Ī2) "
         "(default: power-sums)",
